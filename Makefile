@@ -1,0 +1,31 @@
+# `make demo` and `make test` each set up .venv (Python 3.11) on first use, then run.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast setup clean
+
+demo: $(VENV)/.installed
+	$(BIN)/fashionrec demo --out demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q --timeout=900
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+setup: $(VENV)/.installed-dev
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

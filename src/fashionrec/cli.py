@@ -1,0 +1,248 @@
+"""The ``fashionrec`` command line: each command is a thin function over a library call."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+def friendly_errors(fn):
+    """User mistakes become one line on stderr and exit code 2; bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .train import TrainingInterrupted
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except TrainingInterrupted as e:
+            click.echo(f"\n{e}", err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                             help="YAML config file (see configs/).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True,
+                               help="Show progress bars.")
+
+
+@click.group(context_settings=SETTINGS)
+@click.version_option(__version__, prog_name="fashionrec")
+def main():
+    """Recommend fashion products from a single image.
+
+    Train CNN classifiers for garment category and texture (pretrain on DeepFashion, fine-tune
+    on the Fashion dataset), strip their heads, concatenate their features and rank a catalog
+    by k-NN (Tuinhof, Pirker & Haltmeier, 2018).
+
+    Start with `fashionrec demo`: it runs the whole pipeline on a synthetic catalog.
+    """
+
+
+@main.command(context_settings=SETTINGS)
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=2000, show_default=True, help="Images per tree.")
+@click.option("--size", default=128, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+@progress_option
+@friendly_errors
+def synth(out, n, size, seed, progress):
+    """Draw a synthetic catalog into OUT.
+
+    Writes procedurally drawn garments (9 categories x 5 textures) as real JPEG files in two
+    layouts: a DeepFashion Category and Attribute Prediction tree (OUT/deepfashion) and a
+    Fashion tree with labels CSVs (OUT/fashion). They stand in for the real datasets in the
+    tests and the demo, through the same readers.
+    """
+    from .data.synth import synthesize
+
+    if n < 1 or size < 16:
+        raise UserError("--n must be >= 1 and --size >= 16")
+    summary = synthesize(out, n=n, size=size, seed=seed, progress=progress)
+    for key, value in summary.items():
+        click.echo(f"{key}: {value}")
+
+
+def _train_command(stage, config_path, overrides, resume, init, engine, device, progress):
+    from .config import StageConfig, load_config
+    from .train import train
+
+    overrides = list(overrides)
+    if engine:
+        overrides.append(f"engine={engine}")
+    if device:
+        overrides.append(f"train.device={device}")
+    cfg = load_config(StageConfig, config_path, overrides)
+    if cfg.stage != stage:
+        raise UserError(f"{config_path}: stage: this is a {cfg.stage} config; use `fashionrec {cfg.stage}`")
+    run_dir = train(cfg, resume=resume, init=init, progress=progress, log=click.echo)
+    click.echo(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'})")
+
+
+engine_option = click.option("--engine", type=click.Choice(["torch", "mxnet"]), default=None,
+                             help="Override the config's engine.")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                             help="Override train.device.")
+resume_option = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch.")
+
+
+@main.command(context_settings=SETTINGS)
+@config_option
+@set_option
+@resume_option
+@engine_option
+@device_option
+@progress_option
+@friendly_errors
+def pretrain(config_path, overrides, resume, engine, device, progress):
+    """Pretrain a classifier (e.g. on DeepFashion).
+
+    The paper's settings are the defaults in configs/pretrain/<arch>-<task>.yaml. Writes a run
+    directory runs/pretrain/<name>/ with model.json, weights, history.jsonl and history.png.
+    Ctrl-C saves the last completed epoch; --resume continues it.
+    """
+    _train_command("pretrain", config_path, overrides, resume, None, engine, device, progress)
+
+
+@main.command(context_settings=SETTINGS)
+@config_option
+@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Pretrained run directory to start from (its head is replaced).")
+@set_option
+@resume_option
+@engine_option
+@device_option
+@progress_option
+@friendly_errors
+def finetune(config_path, init, overrides, resume, engine, device, progress):
+    """Fine-tune a pretrained classifier (e.g. on the Fashion dataset).
+
+    Loads the run given by --init, replaces its head for the new class list and trains with the
+    paper's fine-tune settings and augmentation (configs/finetune/<task>.yaml).
+    """
+    if init is None and not resume:
+        raise click.UsageError("--init RUN_DIR is required (the pretrained run to fine-tune)")
+    _train_command("finetune", config_path, overrides, resume, init, engine, device, progress)
+
+
+@main.command(context_settings=SETTINGS)
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True)
+@click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None,
+              help="Evaluate the ranking of an index instead (leave-one-out precision@k, mAP@k).")
+@device_option
+@progress_option
+@friendly_errors
+def evaluate(run_dir, split, index_dir, device, progress):
+    """Evaluate a trained run, or (with --index) the ranking of an index.
+
+    For a run: accuracy, top-K accuracy, mean cross-entropy and per-class accuracy on the
+    split, printed like the paper's Tables 3-4; writes metrics.json and confusion-<split>.png.
+    """
+    if index_dir:
+        from .evaluate_index import evaluate_index, format_retrieval
+
+        result = evaluate_index(index_dir, progress=progress)
+        click.echo(format_retrieval(result))
+        return
+    if not run_dir:
+        raise click.UsageError("give a RUN_DIR or --index DIR")
+    from .train import evaluate as evaluate_run, format_report
+
+    report = evaluate_run(run_dir, split=split, device=device or "auto", progress=progress)
+    click.echo(format_report(report))
+    click.echo(f"\nwrote {Path(run_dir) / 'metrics.json'} and {Path(run_dir) / f'confusion-{split}.png'}")
+
+
+@main.command(context_settings=SETTINGS)
+@config_option
+@set_option
+@click.option("--append", is_flag=True, help="Add the catalog's new images to the existing index (ids stay).")
+@device_option
+@progress_option
+@friendly_errors
+def index(config_path, overrides, append, device, progress):
+    """Build a k-NN index of a catalog from the fine-tuned extractors.
+
+    Extracts both networks' pooled features (heads stripped), concatenates them and writes the
+    index directory: features.npy, items.csv, index.json.
+    """
+    from .config import IndexConfig, load_config
+    from .index import build_index
+
+    overrides = list(overrides) + ([f"device={device}"] if device else [])
+    cfg = load_config(IndexConfig, config_path, overrides)
+    out = build_index(cfg, append=append, progress=progress, log=click.echo)
+    click.echo(f"index: {out}")
+
+
+@main.command(context_settings=SETTINGS)
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-k", "k", default=5, show_default=True, help="Number of recommendations per image.")
+@click.option("--index", "index_dir", default="index", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--show", type=click.Path(dir_okay=False), default=None,
+              help="Write a picture of the queries and their recommendations (PNG).")
+@click.option("--exclude-self", is_flag=True, help="Drop catalog items that are the query image itself.")
+@device_option
+@friendly_errors
+def recommend(images, k, index_dir, as_json, show, exclude_self, device):
+    """Recommend catalog items similar to IMAGES.
+
+    Extracts each image with the index's own extractors (checked by weight hash), ranks the
+    catalog and prints rank, item id, path, distance and labels.
+    """
+    import json
+
+    from .recommend import Recommender, format_results
+
+    rec = Recommender.load(index_dir, device=device or "auto")
+    results = rec.recommend(list(images), k=k, exclude_self=exclude_self)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        click.echo(format_results(results))
+    if show:
+        path = rec.show(results, show)
+        if not as_json:
+            click.echo(f"picture: {path}")
+
+
+@main.command(context_settings=SETTINGS)
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the synthetic data, runs, index and pictures.")
+@click.option("--quick", is_flag=True, help="A smaller, faster run (tests use it).")
+@click.option("--engine", type=click.Choice(["torch", "mxnet"]), default="torch", show_default=True)
+@progress_option
+@friendly_errors
+def demo(out, quick, engine, progress):
+    """Run the whole pipeline on a synthetic catalog.
+
+    Synthesise a catalog, pretrain and fine-tune BN-Inception for category and texture, build
+    the index, recommend for held-out images and write the pictures and metrics.
+    """
+    from .demo import run_demo
+
+    run_demo(out, quick=quick, engine=engine, progress=progress, log=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

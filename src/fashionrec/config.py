@@ -1,0 +1,301 @@
+"""YAML configuration loaded into typed dataclasses.
+
+Every stage is driven by one YAML file. Loading is strict: an unknown key, a value of the
+wrong type, a missing required key or a missing file is a :class:`ConfigError` whose one-line
+message names the file and the dotted key (with a "did you mean" for near misses).
+``--set a.b=value`` overrides are parsed as YAML scalars and checked the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .data.augment import AugmentConfig
+from .errors import ConfigError
+
+TASKS = ("category", "texture")
+# The Fashion dataset's classes (Tuinhof et al. 2018, Section 3.2); the defaults for user catalogs.
+DEFAULT_CLASSES = {
+    "category": ["blouse", "dress", "pants", "pullover", "shirt", "shorts", "skirt", "top", "t-shirt"],
+    "texture": ["graphic", "plaid", "plain", "spotted", "striped"],
+}
+
+
+@dataclass
+class DataConfig:
+    """Where the images and labels come from.
+
+    format: ``deepfashion`` (the Category and Attribute Prediction benchmark root), ``csv``
+    (a ``path,label[,split]`` file), ``folder`` (one sub-folder per class) or ``manifest``
+    (a manifest CSV written by this toolkit).
+    """
+
+    format: Literal["deepfashion", "csv", "folder", "manifest"]
+    root: str
+    classes: Optional[list[str]] = None  # csv/folder: class list; None = the paper's list for the task
+    val_fraction: float = 0.2  # csv/folder without a split column: stratified, seeded split
+    split_seed: int = 0
+    label_seed: int = 0  # DeepFashion texture: seed for sampling one positive texture attribute
+    max_bad_fraction: float = 0.01  # abort if more than this share of images cannot be decoded
+    max_pixels: int = 40_000_000  # refuse larger images (decompression bombs)
+    skip_missing: bool = False  # skip (and count) listed images whose file is missing
+
+
+@dataclass
+class ModelConfig:
+    arch: Literal["alexnet", "bninception"]
+    input_size: int = 224
+
+
+@dataclass
+class TrainConfig:
+    optimizer: Literal["sgd", "adam"]
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    max_epochs: int = 30
+    patience: int = 3  # early stopping: epochs without a lower validation loss
+    top_k: int = 5  # top-K accuracy reported (paper: 5 for category, 3 for texture)
+    seed: int = 0
+    workers: int = 1  # decoding worker processes; 0 decodes in the main process
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    limit_train_batches: Optional[int] = None  # cap batches per epoch (quick runs, benchmarks)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs"
+    name: Optional[str] = None  # default: <arch>-<task>
+
+
+@dataclass
+class StageConfig:
+    """A pretrain or finetune run."""
+
+    stage: Literal["pretrain", "finetune"]
+    task: Literal["category", "texture"]
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    engine: Literal["torch", "mxnet"] = "torch"
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def run_name(self) -> str:
+        return self.output.name or f"{self.model.arch}-{self.task}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.dir) / self.stage / self.run_name
+
+
+@dataclass
+class CatalogConfig:
+    """The catalog to index: a CSV with a ``path`` column (other columns are kept as known
+    labels, e.g. ``category``, ``texture``), a folder of images, or a manifest CSV."""
+
+    format: Literal["csv", "folder", "manifest"]
+    root: str
+    max_bad_fraction: float = 0.01
+    max_pixels: int = 40_000_000
+
+
+@dataclass
+class IndexConfig:
+    catalog: CatalogConfig
+    extractors: list[str]  # run directories, in concatenation order (category, then texture)
+    output: str = "index"
+    backend: Literal["auto", "balltree", "brute", "faiss-flat", "faiss-hnsw", "faiss-ivf"] = "balltree"
+    l2_normalize: bool = False  # normalise each extractor's block before concatenating
+    batch_size: int = 32
+    workers: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is tuple:
+        return "list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value, tp, where_key: str, src: str):
+    """Check ``value`` against the annotation ``tp``; return the (converted) value."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return _build(tp, value, src, where_key + ".")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise _Mismatch
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where_key, src)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if tp is type(None):
+        if value is not None:
+            raise _Mismatch
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Mismatch
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{where_key}[{i}]", src) for i, v in enumerate(value)]
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise _Mismatch
+        return tuple(_coerce(v, a, where_key, src) for v, a in zip(value, args))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _Mismatch
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Mismatch
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Mismatch
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _Mismatch
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module, not the user's
+
+
+def _build(cls, raw: dict, src: str, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in raw:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (known keys: {', '.join(fields)})"
+            raise ConfigError(f"{src}: {prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{src}: {key}: required key is missing")
+            continue
+        try:
+            kwargs[name] = _coerce(raw[name], hints[name], key, src)
+        except _Mismatch:
+            raise ConfigError(
+                f"{src}: {key}: expected {_type_name(hints[name])}, got {raw[name]!r}"
+            ) from None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # the dataclass's own validation (e.g. AugmentConfig)
+        raise ConfigError(f"{src}: {prefix.rstrip('.') or cls.__name__}: {e}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.01"`` -> (["train", "lr"], 0.01); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected key.sub=value")
+    key, _, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text}: bad key {key!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text}: value is not valid YAML") from None
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        node = raw
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {} if p not in node else node[p]
+                if not isinstance(node[p], dict):
+                    raise ConfigError(f"--set {text}: {p} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
+    return raw
+
+
+def read_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(cls, path, overrides=()):
+    """Load ``path`` (YAML) with ``--set`` overrides into the dataclass ``cls``."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    return _build(cls, raw, str(path))
+
+
+def from_dict(cls, raw: dict, src: str = "<config>"):
+    return _build(cls, raw, src)
+
+
+def to_dict(cfg) -> dict:
+    """A dataclass config as plain YAML-able data (tuples become lists)."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,162 @@
+"""Readers for the Fashion dataset (Manfredi et al. 2014) and any user catalog.
+
+The crowd-sourced labels of the paper are not public, so the user supplies them:
+
+* a labels CSV with a header ``path,label`` and an optional ``split`` column (train / val /
+  test); paths are relative to the CSV's folder;
+* or a folder with one sub-folder per class.
+
+Without a split, a stratified, seeded 80/20 train/val split is drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DEFAULT_CLASSES
+from ..errors import DataError
+from .images import IMAGE_SUFFIXES
+from .manifest import SPLITS, Manifest, check_relative_path, stratified_split
+
+
+def _resolve_classes(classes, task):
+    if classes is not None:
+        if len(set(classes)) != len(classes):
+            raise DataError(f"data.classes: duplicate class names in {classes}")
+        return list(classes)
+    if task in DEFAULT_CLASSES:
+        return list(DEFAULT_CLASSES[task])
+    raise DataError("data.classes: give the class list (no default for this task)")
+
+
+def read_csv_rows(csv_path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Read a CSV with a header; return (columns, [(lineno, row dict)]). Errors name file:line."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: labels file not found")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not a UTF-8 text file ({e.reason})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{csv_path}:1: empty file (expected a header such as 'path,label')")
+    header = [h.strip() for h in header]
+    if "path" not in header:
+        raise DataError(f"{csv_path}:1: header must have a 'path' column; got {','.join(header)}")
+    rows = []
+    for lineno, fields in enumerate(reader, start=2):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise DataError(f"{csv_path}:{lineno}: expected {len(header)} fields, got {len(fields)}")
+        row = {h: f.strip() for h, f in zip(header, fields)}
+        row["path"] = check_relative_path(row["path"], csv_path, lineno)
+        rows.append((lineno, row))
+    return header, rows
+
+
+def _check_files(root: Path, paths, source, skip_missing, linenos):
+    keep, skipped = [], []
+    for i, (p, ln) in enumerate(zip(paths, linenos)):
+        if (root / p).is_file():
+            keep.append(i)
+        elif skip_missing:
+            skipped.append((p, "missing"))
+        else:
+            raise DataError(f"{source}:{ln}: image '{p}' not found")
+    return keep, skipped
+
+
+def read_labels_csv(csv_path, task: str = "", classes=None, val_fraction: float = 0.2,
+                    seed: int = 0, label_column: str = "label", skip_missing: bool = False) -> Manifest:
+    """A ``path,label[,split]`` CSV -> Manifest."""
+    csv_path = Path(csv_path)
+    classes = _resolve_classes(classes, task)
+    index = {c: i for i, c in enumerate(classes)}
+    header, rows = read_csv_rows(csv_path)
+    if label_column not in header:
+        raise DataError(f"{csv_path}:1: header must have a '{label_column}' column; got {','.join(header)}")
+    has_split = "split" in header
+    paths, labels, splits, linenos = [], [], [], []
+    for ln, row in rows:
+        label = row[label_column]
+        if label not in index:
+            raise DataError(f"{csv_path}:{ln}: label '{label}' is not in the class list ({', '.join(classes)})")
+        if has_split and row["split"] not in SPLITS:
+            raise DataError(f"{csv_path}:{ln}: split must be one of {', '.join(SPLITS)}; got '{row['split']}'")
+        paths.append(row["path"])
+        labels.append(index[label])
+        splits.append(row["split"] if has_split else "")
+        linenos.append(ln)
+    if not paths:
+        raise DataError(f"{csv_path}: no rows")
+    keep, skipped = _check_files(csv_path.parent, paths, csv_path, skip_missing, linenos)
+    labels = np.array(labels, np.int64)[keep]
+    paths = [paths[i] for i in keep]
+    splits = [splits[i] for i in keep] if has_split else stratified_split(labels, val_fraction, seed)
+    m = Manifest(csv_path.parent, paths, labels, splits, classes, task, source=str(csv_path))
+    m.skipped = skipped
+    return m
+
+
+def read_class_folders(root, task: str = "", classes=None, val_fraction: float = 0.2,
+                       seed: int = 0) -> Manifest:
+    """``root/<class>/*.jpg`` -> Manifest. Without ``classes``, the sub-folders present (sorted)
+    must all be classes of the task's default list."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    present = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _resolve_classes(classes, task) if (classes is not None or task in DEFAULT_CLASSES) else present
+    unknown = [d for d in present if d not in classes]
+    if unknown:
+        raise DataError(f"{root}: folder(s) {', '.join(unknown)} are not in the class list ({', '.join(classes)})")
+    paths, labels = [], []
+    for y, c in enumerate(classes):
+        folder = root / c
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(f.relative_to(root).as_posix())
+                labels.append(y)
+    if not paths:
+        raise DataError(f"{root}: no images found in class folders")
+    labels = np.array(labels, np.int64)
+    return Manifest(root, paths, labels, stratified_split(labels, val_fraction, seed), classes, task,
+                    source=str(root))
+
+
+def read_catalog(root, fmt: str) -> tuple[Path, list[str], dict[str, list[str]]]:
+    """A catalog to index: (root, relative paths, known label columns).
+
+    ``csv``: a ``path`` column plus any label columns (e.g. ``category``, ``texture``);
+    ``folder``: every image under the folder (sub-folder names are kept as ``label``);
+    ``manifest``: a manifest CSV (its labels are kept under the manifest's task name).
+    """
+    root = Path(root)
+    if fmt == "csv":
+        header, rows = read_csv_rows(root)
+        columns = [h for h in header if h not in ("path", "split")]
+        paths = [r["path"] for _, r in rows]
+        keep, _ = _check_files(root.parent, paths, root, False, [ln for ln, _ in rows])
+        return (root.parent, [paths[i] for i in keep],
+                {c: [rows[i][1][c] for i in keep] for c in columns})
+    if fmt == "folder":
+        if not root.is_dir():
+            raise DataError(f"{root}: folder not found")
+        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{root}: no images found")
+        rel = [f.relative_to(root).as_posix() for f in files]
+        labels = {"label": [p.split("/")[0] if "/" in p else "" for p in rel]}
+        return root, rel, labels
+    if fmt == "manifest":
+        m = Manifest.from_csv(root)
+        return m.root, list(m.paths), {m.task or "label": [m.classes[y] for y in m.labels.tolist()]}
+    raise ValueError(f"fmt must be csv, folder or manifest; got {fmt!r}")

@@ -1,0 +1,141 @@
+"""A batch loader that yields numpy batches any engine can take.
+
+Decoding, augmentation and resizing run in worker processes (``workers`` > 0) or in the
+main process (``workers=0``). Batches come out in order as ``(x, y, index)``: ``x`` float32
+(N, 3, H, W) normalised, ``y`` int64 labels, ``index`` the manifest rows in the batch.
+
+Randomness is a pure function of (seed, epoch, row): shuffling uses
+``default_rng([seed, epoch])`` and each image's augmentation ``default_rng([seed, epoch,
+row])``. A resumed run therefore sees exactly the batches the uninterrupted one would, and
+the result does not depend on the number of workers.
+
+Images that cannot be decoded are skipped and recorded in ``bad`` (path -> reason); when more
+than ``max_bad_fraction`` of the images seen are bad the loader raises a :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError
+from .augment import Augmenter, AugmentConfig
+from .images import DEFAULT_MAX_PIXELS, IMAGENET_MEAN, IMAGENET_STD, decode_image, normalize_batch, resize
+from .manifest import Manifest
+
+_STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
+
+
+def _init_worker(state):
+    _STATE.clear()
+    _STATE.update(state)
+
+
+def _load_batch(job):
+    epoch, rows = job
+    st = _STATE
+    size, aug, seed = st["size"], st["augmenter"], st["seed"]
+    out = np.empty((len(rows), size, size, 3), np.uint8)
+    ok, bad = [], []
+    for row in rows:
+        path = st["root"] / st["paths"][row]
+        try:
+            img = decode_image(path, max_pixels=st["max_pixels"])
+        except DataError as e:
+            bad.append((st["paths"][row], str(e).split(": ", 1)[-1]))
+            continue
+        if aug is not None:
+            img = aug(img, np.random.default_rng([seed, epoch, row]))
+        out[len(ok)] = np.asarray(resize(img, size), dtype=np.uint8)
+        ok.append(row)
+    return out[: len(ok)], np.asarray(ok, np.int64), bad
+
+
+class BatchLoader:
+    """Iterate a manifest in batches: ``for x, y, idx in loader.epoch(e): ...``."""
+
+    def __init__(self, manifest: Manifest, input_size: int, batch_size: int, *, shuffle: bool = False,
+                 augment: AugmentConfig | None = None, seed: int = 0, workers: int = 0,
+                 drop_last: bool = False, max_bad_fraction: float = 0.01,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 limit_batches: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if input_size < 16:
+            raise ValueError(f"input_size must be >= 16; got {input_size}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0; got {workers}")
+        self.manifest = manifest
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.workers = workers
+        self.drop_last = drop_last
+        self.max_bad_fraction = max_bad_fraction
+        self.mean, self.std = mean, std
+        self.limit_batches = limit_batches
+        self.bad: dict[str, str] = {}
+        self._seen = 0
+        augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
+        self._state = dict(root=manifest.root, paths=list(manifest.paths), size=input_size,
+                           augmenter=augmenter, seed=seed, max_pixels=max_pixels)
+        self._pool = None
+
+    def __len__(self) -> int:
+        n = len(self.manifest)
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return min(batches, self.limit_batches) if self.limit_batches else batches
+
+    def order(self, epoch: int) -> np.ndarray:
+        idx = np.arange(len(self.manifest))
+        if self.shuffle:
+            np.random.default_rng([self.seed, epoch]).shuffle(idx)
+        return idx
+
+    def _jobs(self, epoch: int):
+        idx = self.order(epoch)
+        for b in range(len(self)):
+            yield epoch, idx[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+    def _results(self, epoch):
+        if self.workers == 0:
+            _init_worker(self._state)
+            yield from map(_load_batch, self._jobs(epoch))
+            return
+        if self._pool is None:
+            # fork: workers inherit the manifest without pickling it; they only touch PIL/numpy.
+            ctx = mp.get_context("fork")
+            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self._state,))
+        yield from self._pool.imap(_load_batch, self._jobs(epoch), chunksize=1)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        labels = self.manifest.labels
+        for x, rows, bad in self._results(epoch):
+            self._seen += len(rows) + len(bad)
+            for path, reason in bad:
+                self.bad[path] = reason
+            if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1) and self._seen >= 100:
+                self._abort()
+            if len(rows):
+                yield normalize_batch(x, self.mean, self.std), labels[rows], rows
+        if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1):
+            self._abort()
+
+    def _abort(self):
+        first = next(iter(self.bad.items()))
+        self.close()
+        raise DataError(
+            f"{self.manifest.source or self.manifest.root}: {len(self.bad)} of {self._seen} images could not be "
+            f"decoded (limit {self.max_bad_fraction:.1%}); first: {first[0]}: {first[1]}"
+        )
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __del__(self):
+        self.close()

@@ -1,0 +1,163 @@
+"""The torch engine: a :class:`~fashionrec.engines.base.Classifier` over the torch models.
+
+Weights and optimiser state are stored as safetensors (no pickle). On CUDA, training runs
+with bf16 autocast and channels_last memory format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ...errors import UserError
+from ...io import atomic_path, read_json, write_json
+from .alexnet import alexnet
+from .bninception import bninception
+
+BUILDERS = {"alexnet": alexnet, "bninception": bninception}
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: 'cuda' requested but torch sees no CUDA GPU (use device: auto or cpu)")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
+    return device
+
+
+class TorchClassifier:
+    engine = "torch"
+
+    def __init__(self, arch: str, num_classes: int, device: str = "auto", seed: int = 0):
+        self.arch = arch
+        self.device = resolve_device(device)
+        torch.manual_seed(seed)
+        self.model = BUILDERS[arch](num_classes=num_classes)
+        self.cuda = self.device == "cuda"
+        if self.cuda:
+            self.model = self.model.to(self.device, memory_format=torch.channels_last)
+        self.optimizer = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.model.num_features
+
+    # ------------------------------------------------------------------ training
+
+    def set_seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
+        params = self.model.parameters()
+        if name == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        elif name == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        else:
+            raise ValueError(f"optimizer must be sgd or adam; got {name!r}")
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.cuda:
+            t = t.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        return t
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        if self.optimizer is None:
+            raise RuntimeError("call configure_optimizer() before train_step()")
+        self.model.train()
+        xt, yt = self._tensor(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
+        with self._autocast():
+            logits = self.model(xt)
+            loss = F.cross_entropy(logits.float(), yt)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), logits.detach().float().cpu().numpy()
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.extract(x)[0]
+
+    @torch.no_grad()
+    def extract(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        with self._autocast():
+            fmap = self.model.forward_features(self._tensor(x))
+            pooled = self.model.forward_head(fmap, pre_logits=True)
+            logits = self.model.forward_head(fmap)
+        return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
+
+    def reset_head(self, num_classes: int) -> None:
+        self.model.reset_classifier(num_classes)
+        self.model.to(self.device)
+        self.optimizer = None
+
+    # ------------------------------------------------------------------ weights
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
+                if not k.endswith("num_batches_tracked")}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise UserError(f"weights do not fit {self.arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+    def save_weights(self, path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp))
+
+    def load_weights(self, path) -> None:
+        try:
+            state = load_file(str(path))  # safetensors: plain tensors, nothing executed
+        except Exception as e:  # noqa: BLE001 - any parse failure is a bad weights file
+            raise UserError(f"{path}: not a safetensors weights file ({str(e).splitlines()[0][:100]})") from None
+        self.set_weights({k: v.numpy() for k, v in state.items()})
+
+    def save_training_state(self, directory) -> None:
+        directory = Path(directory)
+        self.save_weights(directory / "weights.safetensors")
+        if self.optimizer is None:
+            return
+        sd = self.optimizer.state_dict()
+        tensors = {}
+        for pid, st in sd["state"].items():
+            for key, val in st.items():
+                tensors[f"{pid}.{key}"] = (val if torch.is_tensor(val) else torch.tensor(val)).detach().cpu().contiguous()
+        with atomic_path(directory / "optimizer.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        write_json(directory / "optimizer.json", {"param_groups": sd["param_groups"]})
+
+    def load_training_state(self, directory) -> None:
+        directory = Path(directory)
+        self.load_weights(directory / "weights.safetensors")
+        opt_file = directory / "optimizer.safetensors"
+        if self.optimizer is None or not opt_file.exists():
+            return
+        tensors = load_file(str(opt_file))
+        state: dict[int, dict] = {}
+        for name, val in tensors.items():
+            pid, key = name.split(".", 1)
+            state.setdefault(int(pid), {})[key] = val.to(self.device) if key != "step" else val
+        groups = read_json(directory / "optimizer.json")["param_groups"]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+__all__ = ["TorchClassifier", "resolve_device"]

@@ -1,0 +1,30 @@
+"""The toolkit's own errors.
+
+A :class:`UserError` is a mistake the user can fix (bad file, bad key, bad value). The CLI
+prints its one-line message and exits with code 2, without a traceback. Anything else is a
+bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line and exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A configuration file or override is wrong."""
+
+
+class DataError(UserError):
+    """A dataset, annotation file or image is wrong."""
+
+
+def where(path, line=None, key=None):
+    """Format a location as ``path:line`` or ``path: key`` for error messages."""
+    out = str(path)
+    if line is not None:
+        out += f":{line}"
+    if key is not None:
+        out += f": {key}"
+    return out

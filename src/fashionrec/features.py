@@ -1,0 +1,102 @@
+"""Feature extraction: the fine-tuned networks with their heads stripped, concatenated.
+
+Following Tuinhof et al. (2018), the catalog representation is ``[F_category, F_texture]``:
+each network's pooled penultimate feature (1024-d for BN-Inception), concatenated. Each
+network also predicts its task's label, which ``recommend`` shows for the query.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data.images import decode_image, normalize_batch, resize
+from .data.loader import BatchLoader
+from .data.manifest import Manifest
+from .errors import UserError
+from .metrics import softmax
+from .runs import load_classifier, sha256_file
+
+
+class FeatureExtractor:
+    """Several trained runs used as one feature extractor (heads stripped, features concatenated)."""
+
+    def __init__(self, run_dirs, device: str = "auto"):
+        if not run_dirs:
+            raise UserError("extractors: give at least one run directory")
+        self.runs = [Path(r) for r in run_dirs]
+        self.classifiers, self.infos = [], []
+        for run in self.runs:
+            clf, info = load_classifier(run, device=device)
+            self.classifiers.append(clf)
+            self.infos.append(info)
+        sizes = {i["input_size"] for i in self.infos}
+        norms = {(tuple(i["normalization"]["mean"]), tuple(i["normalization"]["std"])) for i in self.infos}
+        if len(sizes) != 1 or len(norms) != 1:
+            raise UserError("extractors: all runs must share input size and normalisation; got "
+                            + ", ".join(f"{r} ({i['input_size']} px)" for r, i in zip(self.runs, self.infos)))
+        self.input_size = sizes.pop()
+        self.mean, self.std = norms.pop()
+        dims = [c.num_features for c in self.classifiers]
+        edges = np.cumsum([0] + dims)
+        self.blocks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        self.dim = int(edges[-1])
+        self.tasks = [i["task"] for i in self.infos]
+
+    def describe(self) -> list[dict]:
+        """What index.json records about each extractor (the hash is of the weights file)."""
+        out = []
+        for run, info, (a, b) in zip(self.runs, self.infos, self.blocks):
+            out.append({
+                "run": str(run), "task": info["task"], "engine": info["engine"], "arch": info["arch"],
+                "classes": info["classes"], "num_features": b - a, "block": [a, b],
+                "input_size": info["input_size"], "normalization": info["normalization"],
+                "weights_sha256": info.get("weights_sha256") or sha256_file(run / info["weights"]),
+            })
+        return out
+
+    def extract_batch(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Normalised batch -> (concatenated features (N, dim), [class probabilities per run])."""
+        feats, probs = [], []
+        for clf in self.classifiers:
+            logits, pooled = clf.extract(x)
+            feats.append(pooled.astype(np.float32, copy=False))
+            probs.append(softmax(logits))
+        return np.concatenate(feats, axis=1), probs
+
+    def preprocess(self, images) -> np.ndarray:
+        """PIL images -> normalised batch, exactly as the loader does it."""
+        arr = np.stack([np.asarray(resize(img, self.input_size), dtype=np.uint8) for img in images])
+        return normalize_batch(arr, self.mean, self.std)
+
+    def extract_images(self, images) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.extract_batch(self.preprocess(images))
+
+    def extract_files(self, paths, max_pixels: int | None = None):
+        """Decode files (errors name the file) and extract them in one batch."""
+        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        return self.extract_images([decode_image(p, **kw) for p in paths])
+
+    def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
+                        max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):
+        """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason})."""
+        n = len(paths)
+        manifest = Manifest(root, list(paths), np.zeros(n, np.int64), ["train"] * n, ["item"], source=str(root))
+        loader = BatchLoader(manifest, self.input_size, batch_size, workers=workers, mean=self.mean,
+                             std=self.std, max_bad_fraction=max_bad_fraction, max_pixels=max_pixels)
+        feats, probs, rows = [], [[] for _ in self.classifiers], []
+        try:
+            for x, _, idx in tqdm(loader.epoch(0), total=len(loader), desc="extract", unit="batch",
+                                  disable=not progress):
+                f, p = self.extract_batch(x)
+                feats.append(f)
+                for acc, pi in zip(probs, p):
+                    acc.append(pi)
+                rows.append(idx)
+        finally:
+            loader.close()
+        if not feats:
+            raise UserError(f"{root}: no image of the catalog could be decoded")
+        return (np.concatenate(feats), [np.concatenate(p) for p in probs], np.concatenate(rows), loader.bad)

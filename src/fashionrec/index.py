@@ -1,0 +1,191 @@
+"""The index directory: catalog features, items and how they were made.
+
+::
+
+    index/
+      features.npy   float32 (n, D): the extractors' pooled features, concatenated, raw
+      items.csv      id, path, known labels (from the catalog), predicted labels (pred_<task>)
+      index.json     extractors (run, task, arch, engine, weights sha256, block), dimension,
+                     normalisation, backend and its parameters, catalog root, toolkit version
+      bad_images.txt images of the catalog that could not be decoded (if any)
+
+``features.npy`` always holds the raw features; ``l2_normalize`` (per extractor block) is applied
+when the search structure is built, so evaluation can compare both variants from one index.
+The search structure is rebuilt from the arrays when loading: nothing is unpickled. The whole
+directory is written under a temporary name and swapped in, so a kill leaves the old index or
+the new one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import IndexConfig
+from .data.catalog import read_catalog
+from .errors import UserError
+from .features import FeatureExtractor
+from .io import atomic_dir, load_npy, read_json, save_npy, write_json, write_text
+from .knn import KNNIndex
+from .metrics import l2_normalize
+
+INDEX_FORMAT = 1
+
+
+@dataclass
+class CatalogIndex:
+    """A loaded index directory: features, items, metadata and the search structure."""
+
+    directory: Path
+    features: np.ndarray  # raw, (n, D)
+    items: list[dict]  # one dict per row of items.csv, in id order
+    meta: dict
+    knn: KNNIndex
+
+    @property
+    def root(self) -> Path:
+        return resolve_catalog_root(self.directory, self.meta)
+
+    def search_vectors(self, features: np.ndarray) -> np.ndarray:
+        """Apply the index's feature transform (optional per-block L2) to raw features."""
+        if self.meta.get("l2_normalize"):
+            return l2_normalize(features, blocks=self.meta["blocks"])
+        return np.ascontiguousarray(features, dtype=np.float32)
+
+    def query(self, raw_features: np.ndarray, k: int, exclude=None):
+        return self.knn.query(self.search_vectors(raw_features), k, exclude=exclude)
+
+    @classmethod
+    def load(cls, directory) -> "CatalogIndex":
+        directory = Path(directory)
+        meta_path = directory / "index.json"
+        if not meta_path.is_file():
+            raise UserError(f"{directory}: not an index (no index.json); build one with `fashionrec index`")
+        try:
+            meta = read_json(meta_path)
+        except ValueError as e:
+            raise UserError(f"{meta_path}: not valid JSON ({e})") from None
+        if meta.get("format") != INDEX_FORMAT:
+            raise UserError(f"{meta_path}: index format {meta.get('format')!r} from fashionrec "
+                            f"{meta.get('version', '?')}; this is fashionrec {__version__} (format {INDEX_FORMAT}): "
+                            f"rebuild the index")
+        try:
+            features = load_npy(directory / "features.npy")
+        except (OSError, ValueError) as e:
+            raise UserError(f"{directory / 'features.npy'}: cannot load ({e})") from None
+        items = read_items(directory / "items.csv")
+        if features.ndim != 2 or features.shape != (len(items), meta["dim"]):
+            raise UserError(f"{directory}: features.npy is {features.shape}, expected ({len(items)}, {meta['dim']})")
+        index = cls(directory, features, items, meta, knn=None)
+        index.knn = KNNIndex.from_params(meta["backend_params"], index.search_vectors(features))
+        return index
+
+
+def resolve_catalog_root(directory: Path, meta: dict) -> Path:
+    rel = directory / meta["catalog"]["root_relative"]
+    return rel if rel.exists() else Path(meta["catalog"]["root"])
+
+
+def read_items(path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        if row.get("id") != str(i):
+            raise UserError(f"{path}:{i + 2}: expected id {i}, got {row.get('id')!r}")
+    return rows
+
+
+def items_csv_text(items: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(items)
+    return buf.getvalue()
+
+
+def _same_extractors(old: list[dict], new: list[dict]) -> bool:
+    key = lambda es: [(e["task"], e["arch"], e["engine"], e["weights_sha256"]) for e in es]  # noqa: E731
+    return key(old) == key(new)
+
+
+def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, log=print) -> Path:
+    """Extract the catalog with the configured runs and write the index directory."""
+    out = Path(cfg.output)
+    root, paths, known = read_catalog(cfg.catalog.root, cfg.catalog.format)
+    extractor = FeatureExtractor(cfg.extractors, device=cfg.device)
+    described = extractor.describe()
+
+    old = None
+    if append:
+        if not (out / "index.json").is_file():
+            raise UserError(f"{out}: --append needs an existing index")
+        old = CatalogIndex.load(out)
+        if not _same_extractors(old.meta["extractors"], described):
+            raise UserError(f"{out}: --append with other extractors than the index was built with; rebuild it")
+        if Path(old.root).resolve() != Path(root).resolve():
+            raise UserError(f"{out}: --append from catalog {root}, but the index holds {old.root}")
+        have = {it["path"] for it in old.items}
+        new_rows = [i for i, p in enumerate(paths) if p not in have]
+        if not new_rows:
+            log(f"{out}: nothing to append ({len(paths)} catalog images are all indexed)")
+            return out
+        paths = [paths[i] for i in new_rows]
+        known = {c: [v[i] for i in new_rows] for c, v in known.items()}
+
+    log(f"extracting {len(paths)} images from {root} with {len(extractor.runs)} extractor(s) "
+        f"({' + '.join(str(b - a) for a, b in extractor.blocks)} = {extractor.dim}-d)")
+    feats, probs, rows, bad = extractor.extract_catalog(
+        root, paths, batch_size=cfg.batch_size, workers=cfg.workers, progress=progress,
+        max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels)
+
+    start = len(old.items) if old else 0
+    items = list(old.items) if old else []
+    for j, r in enumerate(rows.tolist()):
+        item = {"id": str(start + j), "path": paths[r]}
+        item.update({c: v[r] for c, v in known.items()})
+        for info, p in zip(described, probs):
+            item[f"pred_{info['task']}"] = info["classes"][int(p[j].argmax())]
+        items.append(item)
+    features = np.concatenate([old.features, feats]) if old else feats
+    columns = ["id", "path"] + list(known) + [f"pred_{e['task']}" for e in described]
+    if old:
+        columns = list(dict.fromkeys(list(old.items[0].keys()) + columns))
+
+    backend = old.meta["backend_params"]["backend"] if old else cfg.backend
+    l2 = old.meta["l2_normalize"] if old else cfg.l2_normalize
+    vectors = l2_normalize(features, blocks=extractor.blocks) if l2 else features
+    knn = KNNIndex(backend=backend).fit(vectors) if not old else KNNIndex.from_params(old.meta["backend_params"], vectors)
+    root_abs = Path(root).resolve()
+    meta = {
+        "format": INDEX_FORMAT,
+        "version": __version__,
+        "n_items": len(items),
+        "dim": extractor.dim,
+        "blocks": extractor.blocks,
+        "extractors": described,
+        "l2_normalize": l2,
+        "backend_params": knn.get_params(),
+        "catalog": {"root": str(root_abs), "root_relative": os.path.relpath(root_abs, out.resolve()),
+                    "format": cfg.catalog.format, "source": str(cfg.catalog.root)},
+        "label_columns": [c for c in columns if c not in ("id", "path")],
+    }
+    with atomic_dir(out) as tmp:
+        save_npy(tmp / "features.npy", features.astype(np.float32, copy=False))
+        write_text(tmp / "items.csv", items_csv_text(items, columns))
+        if bad:
+            write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
+        write_json(tmp / "index.json", meta)
+    if bad:
+        log(f"skipped {len(bad)} unreadable image(s); listed in {out / 'bad_images.txt'}")
+    log(f"{'appended' if old else 'indexed'} {len(rows)} images: {len(items)} items x {extractor.dim}-d, "
+        f"backend {meta['backend_params']['backend']}")
+    return out

@@ -1,0 +1,128 @@
+"""Image(s) in, ranked catalog items out.
+
+A :class:`Recommender` loads an index and the extractors it was built with, checking each
+extractor's weights against the sha256 recorded in ``index.json``: features from other weights
+would rank nonsense, so a mismatch is an error, not a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .data.images import DEFAULT_MAX_PIXELS
+from .errors import UserError
+from .features import FeatureExtractor
+from .index import CatalogIndex
+
+
+class Recommender:
+    def __init__(self, index: CatalogIndex, extractor: FeatureExtractor):
+        self.index = index
+        self.extractor = extractor
+        self._path_to_id = None
+
+    @classmethod
+    def load(cls, index_dir, extractors=None, device: str = "auto") -> "Recommender":
+        """Load ``index_dir``; ``extractors`` (run directories) default to those it was built with."""
+        index = CatalogIndex.load(index_dir)
+        recorded = index.meta["extractors"]
+        runs = list(extractors) if extractors else [e["run"] for e in recorded]
+        if len(runs) != len(recorded):
+            raise UserError(f"{index_dir}: index was built with {len(recorded)} extractor(s), got {len(runs)}")
+        for run in runs:
+            if not (Path(run) / "model.json").is_file():
+                raise UserError(f"{run}: extractor run not found (the index was built with "
+                                f"{', '.join(e['run'] for e in recorded)})")
+        extractor = FeatureExtractor(runs, device=device)
+        for want, have in zip(recorded, extractor.describe()):
+            if want["weights_sha256"] != have["weights_sha256"] or want["task"] != have["task"]:
+                raise UserError(
+                    f"{index_dir}: built with extractor {want['run']} ({want['task']}, weights sha256 "
+                    f"{want['weights_sha256'][:12]}), but {have['run']} has {have['task']} weights "
+                    f"{have['weights_sha256'][:12]}: rebuild the index with `fashionrec index`")
+        return cls(index, extractor)
+
+    def _catalog_id(self, path: Path):
+        if self._path_to_id is None:
+            root = self.index.root
+            self._path_to_id = {str((root / it["path"]).resolve()): int(it["id"]) for it in self.index.items}
+        return self._path_to_id.get(str(Path(path).resolve()))
+
+    def item_labels(self, item: dict) -> dict:
+        """Known label where the catalog has one, else the predicted one."""
+        out = {}
+        for e in self.index.meta["extractors"]:
+            task = e["task"]
+            out[task] = item.get(task) or item.get(f"pred_{task}", "")
+        return out
+
+    def recommend(self, images, k: int = 5, exclude_self: bool = False,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict]:
+        """Rank the catalog for each image (paths or PIL images), in one batch."""
+        if k < 1:
+            raise UserError(f"-k must be >= 1; got {k}")
+        n = len(self.index.items)
+        if k > n:
+            warnings.warn(f"k={k} is larger than the catalog ({n} items); returning all {n}", stacklevel=2)
+            k = n
+        paths = [img if isinstance(img, (str, Path)) else None for img in images]
+        if all(p is not None for p in paths):
+            feats, probs = self.extractor.extract_files(paths, max_pixels=max_pixels)
+        else:
+            feats, probs = self.extractor.extract_images(images)
+        exclude = None
+        if exclude_self:
+            exclude = np.array([(self._catalog_id(p) if p is not None else None) or -1 for p in paths])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # clamping is warned about above, once
+            dist, idx = self.index.query(feats, min(k, n - 1) if exclude_self else k, exclude=exclude)
+        results = []
+        for qi, image in enumerate(images):
+            predicted = {}
+            for info, p in zip(self.index.meta["extractors"], probs):
+                c = int(p[qi].argmax())
+                predicted[info["task"]] = {"label": info["classes"][c], "probability": round(float(p[qi, c]), 4)}
+            ranked = []
+            for rank, (d, i) in enumerate(zip(dist[qi].tolist(), idx[qi].tolist()), start=1):
+                if i < 0:
+                    continue
+                item = self.index.items[i]
+                ranked.append({"rank": rank, "id": int(item["id"]), "path": item["path"],
+                               "distance": round(float(d), 6), "labels": self.item_labels(item)})
+            results.append({"query": str(image) if paths[qi] is not None else f"<image {qi}>",
+                            "predicted": predicted, "results": ranked})
+        return results
+
+    def show(self, results: list[dict], out_png, thumb: int = 128) -> Path:
+        """The paper's Figure 2: each query, then its top-k with distance and labels."""
+        from .report import plot_recommendations
+
+        root = self.index.root
+        rows = []
+        for r in results:
+            pred = ", ".join(v["label"] for v in r["predicted"].values())
+            rows.append({
+                "image": r["query"], "title": f"query\n{pred}",
+                "results": [{"image": root / it["path"],
+                             "title": f"#{it['rank']}  d={it['distance']:.2f}\n" + ", ".join(it["labels"].values())}
+                            for it in r["results"]],
+            })
+        return Path(plot_recommendations(rows, out_png, thumb=thumb))
+
+
+def format_results(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        pred = ", ".join(f"{t} {v['label']} ({v['probability']:.2f})" for t, v in r["predicted"].items())
+        lines.append(f"{r['query']}: predicted {pred}")
+        tasks = list(r["predicted"])
+        header = f"  {'rank':>4}  {'id':>6}  {'distance':>9}  " + "".join(f"{t:<14}" for t in tasks) + "path"
+        lines.append(header)
+        for it in r["results"]:
+            labels = "".join(f"{it['labels'].get(t, ''):<14}" for t in tasks)
+            lines.append(f"  {it['rank']:>4}  {it['id']:>6}  {it['distance']:>9.4f}  {labels}{it['path']}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
