@@ -33,7 +33,8 @@ def _check_number(name: str, value, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number; got {value!r}")
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}]; got {value!r}")
+        bounds = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must be {bounds}; got {value!r}")
     return float(value)
 
 
@@ -70,8 +71,7 @@ class AugmentConfig:
         ar = self.aspect_ratio
         if not isinstance(ar, (list, tuple)) or len(ar) != 2:
             raise ValueError(f"aspect_ratio must be a pair [lo, hi]; got {ar!r}")
-        lo = _check_number("aspect_ratio", ar[0], 0.0, math.inf)
-        hi = _check_number("aspect_ratio", ar[1], 0.0, math.inf)
+        lo, hi = (_check_number("aspect_ratio", v, -math.inf, math.inf) for v in ar)
         if not 0 < lo <= hi:
             raise ValueError(f"aspect_ratio must satisfy 0 < lo <= hi; got {list(ar)!r}")
         set_(self, "aspect_ratio", (lo, hi))
@@ -176,7 +176,8 @@ def _edge_mean(a: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in ring.mean(axis=0).round())
 
 
-def shift_hsl(img: Image.Image, hue: float = 0.0, saturation: float = 0.0, lightness: float = 0.0) -> Image.Image:
+def shift_hsl(img: Image.Image, hue: float = 0.0, saturation: float = 0.0,
+              lightness: float = 0.0) -> Image.Image:
     """Shift hue, saturation and lightness of an RGB image by values in 0-255 units.
 
     Hue wraps around (255 is a full turn); saturation and lightness clip to [0, 255]. All

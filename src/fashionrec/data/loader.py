@@ -46,9 +46,10 @@ def _load_batch(job):
         except DataError as e:
             bad.append((st["paths"][row], str(e).split(": ", 1)[-1]))
             continue
+        img = resize(img, size)  # augment at the network's size: half the cost of augmenting 300 px
         if aug is not None:
             img = aug(img, np.random.default_rng([seed, epoch, row]))
-        out[len(ok)] = np.asarray(resize(img, size), dtype=np.uint8)
+        out[len(ok)] = np.asarray(img, dtype=np.uint8)
         ok.append(row)
     return out[: len(ok)], np.asarray(ok, np.int64), bad
 
