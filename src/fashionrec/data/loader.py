@@ -133,7 +133,7 @@ class BatchLoader:
         )
 
     def close(self):
-        if self._pool is not None:
+        if getattr(self, "_pool", None) is not None:
             self._pool.terminate()
             self._pool.join()
             self._pool = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import functools
 import io
 import math
 import multiprocessing
@@ -223,17 +224,17 @@ def _top(rng) -> _Shape:
 
 def _blouse(rng) -> _Shape:
     s = _Shape()
-    W, H = rng.uniform(0.85, 1.0), rng.uniform(1.0, 1.15)
+    W, H = rng.uniform(0.85, 1.0), rng.uniform(1.1, 1.3)
     nw, d, ah = rng.uniform(0.3, 0.38), 0.07, rng.uniform(0.33, 0.4)
     vd = rng.uniform(0.2, 0.3)
     back = _arc(0, 0, nw / 2, 0.035, 180, 360)
     vee = [(-nw / 2, 0), (0, vd), (nw / 2, 0)]
     s.holes.append(back + vee[::-1])
-    flare = rng.uniform(0.08, 0.18)
+    flare = rng.uniform(0.05, 0.12)
     hem = _arc(0, H - 0.05, W / 2 + flare, 0.06, 0, 180, 9)  # softly rounded hem
     s.body.append(back + [(W / 2, d), (W / 2, ah)] + hem + [(-W / 2, ah), (-W / 2, d)])
-    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(52, 68),
-                                      rng.uniform(0.75, 0.9) * H, rng.uniform(0.36, 0.5))  # bell
+    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(50, 62),
+                                      rng.uniform(0.58, 0.68) * H, rng.uniform(0.36, 0.46))  # bell
     s.both("body", sleeve)
     s.both("lines", [_lerp(end_out, sleeve[0], 0.07), _lerp(end_in, sleeve[3], 0.07)], 1, "seam")
     s.both("lines", [(W / 2, d), (W / 2, ah)], 1, "seam")
@@ -284,7 +285,7 @@ def _shirt(rng) -> _Shape:
 
 def _pullover(rng) -> _Shape:
     s = _Shape()
-    W, H = rng.uniform(1.0, 1.15), rng.uniform(0.95, 1.1)
+    W, H = rng.uniform(1.0, 1.15), rng.uniform(1.05, 1.2)
     nw, d, ah = rng.uniform(0.3, 0.36), 0.1, rng.uniform(0.42, 0.5)
     rib = rng.uniform(0.09, 0.12)
     depth = rng.uniform(0.07, 0.1)
@@ -477,9 +478,17 @@ class _Context:
 
     def grid(self, angle: float):
         """Canvas coordinates rotated by ``angle`` (radians): (along, across)."""
-        y, x = np.mgrid[0:self.S, 0:self.S].astype(np.float32)
+        y, x = _coords(self.S)
         c, s = math.cos(angle), math.sin(angle)
         return x * c + y * s, -x * s + y * c
+
+
+@functools.lru_cache(maxsize=4)
+def _coords(S: int):
+    """Row and column index grids of an S x S canvas (read-only, shared between calls)."""
+    y, x = np.mgrid[0:S, 0:S].astype(np.float32)
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
 
 
 def _fill(ctx, colour) -> np.ndarray:
@@ -541,9 +550,10 @@ def _spotted(ctx, rng) -> np.ndarray:
         dy = spacing * 0.866
         centres = [(ox + (j % 2) * spacing / 2 + i * spacing, oy + j * dy)
                    for j in range(-1, int(ctx.S / dy) + 2) for i in range(-1, int(ctx.S / spacing) + 2)]
-    else:  # scattered
-        count = int((ctx.S / spacing) ** 2)
-        centres = list(map(tuple, rng.uniform(0, ctx.S, (count, 2))))
+    else:  # scattered: a square grid with each dot nudged, so dots never merge into blobs
+        n = int(ctx.S / spacing) + 2
+        jitter = rng.uniform(-0.22, 0.22, (n * n, 2)) * spacing
+        centres = [((i % n) * spacing + jx, (i // n) * spacing + jy) for i, (jx, jy) in enumerate(jitter)]
     for k, (x, y) in enumerate(centres):
         c = tuple(int(v) for v in colours[k % len(colours)])
         draw.ellipse([x - r, y - r, x + r, y + r], fill=c)
@@ -637,6 +647,20 @@ class _Placement:
         return [(float(a), float(b)) for a, b in zip(x + self.origin[0], y + self.origin[1])]
 
 
+def _erode(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary erosion by a (2r+1)-square, separably (much faster than PIL's MinFilter)."""
+    out = mask
+    for axis in (0, 1):
+        src, res = out, out.copy()
+        for k in range(1, r + 1):
+            a, b = [slice(None)] * 2, [slice(None)] * 2
+            a[axis], b[axis] = slice(k, None), slice(None, -k)
+            res[tuple(a)] &= src[tuple(b)]
+            res[tuple(b)] &= src[tuple(a)]
+        out = res
+    return out
+
+
 def _polygon_mask(S, polys, place) -> np.ndarray:
     m = Image.new("L", (S, S), 0)
     d = ImageDraw.Draw(m)
@@ -697,9 +721,7 @@ def draw_garment(category: str, texture: str, size: int, rng: np.random.Generato
     canvas[over] = fabric[over]
 
     # Outline: the rim of the garment mask in a dark shade of the garment colour.
-    rim = int(round(stroke))
-    eroded = Image.fromarray((garment * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(2 * rim + 1))
-    edge = garment & (np.asarray(eroded) < 128)
+    edge = garment & ~_erode(garment, int(round(stroke)))
     canvas[edge] = 0.35 * canvas[edge] + 0.65 * _shade(palette.base, 0.45)
 
     img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
@@ -719,3 +741,220 @@ def draw_garment(category: str, texture: str, size: int, rng: np.random.Generato
     img = img.reduce(SUPERSAMPLE)
     noise = rng.normal(0, rng.uniform(1.5, 5.0), (size, size, 3))
     return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# The two dataset trees
+# --------------------------------------------------------------------------------------------
+
+DEEPFASHION, FASHION = 0, 1  # tree ids in the per-image seeds [seed, tree, i]
+_PLAN = 2  # [seed, _PLAN, tree] seeds the labels, products, splits and attributes of a tree
+
+
+def _balanced_labels(n: int, rng) -> list[tuple[str, str]]:
+    """``n`` (category, texture) pairs: all 45 pairs in a random order, again and again."""
+    pairs = [(c, t) for c in CATEGORIES for t in TEXTURES]
+    out = []
+    while len(out) < n:
+        out += [pairs[i] for i in rng.permutation(len(pairs))]
+    return out[:n]
+
+
+def _product_name(category, texture, rng, used: set) -> str:
+    noun = DEEPFASHION_CATEGORY[category]
+    for _ in range(20):
+        name = f"{rng.choice(_TEXTURE_WORDS[texture])}_{rng.choice(_DETAIL_WORDS[category])}_{noun}"
+        if name not in used:
+            break
+    base, k = name, 2
+    while name in used:  # every short name taken: number it
+        name, k = f"{base}_{k}", k + 1
+    used.add(name)
+    return name
+
+
+def _partition(products: list[dict], rng) -> None:
+    """Set each product's split, about 70/15/15 of the images within each category (the real
+    benchmark splits by product, so the views of one product never straddle train and test)."""
+    for category in CATEGORIES:
+        items = [p for p in products if p["category"] == category]
+        total = sum(p["count"] for p in items)
+        done = dict.fromkeys(SPLIT_FRACTIONS, 0)
+        for i in rng.permutation(len(items)):  # each product to the split furthest below target
+            split = max(SPLIT_FRACTIONS, key=lambda s: SPLIT_FRACTIONS[s] * total - done[s])
+            items[i]["split"] = split
+            done[split] += items[i]["count"]
+    if len(products) >= len(SPLIT_FRACTIONS):  # tiny catalogs: still no empty split
+        for split in SPLIT_FRACTIONS:
+            if not any(p["split"] == split for p in products):
+                donor = max(SPLIT_FRACTIONS, key=lambda s: sum(p["split"] == s for p in products))
+                min((p for p in products if p["split"] == donor), key=lambda p: p["count"])["split"] = split
+
+
+def _attribute_row(category, texture, rng) -> list[int]:
+    """One image's attribute values: 1 positive, -1 negative, 0 unknown."""
+    index = {name: i for i, (name, _) in enumerate(DEEPFASHION_ATTRIBUTES)}
+    values = np.where(rng.random(len(index)) < 0.01, 0, -1)  # a few unknowns
+    r = rng.random()
+    if r < NO_TEXTURE_RATE:
+        values[index[TEXTURE_ATTRIBUTE[texture]]] = rng.choice([0, -1])  # no positive texture
+    else:
+        values[index[TEXTURE_ATTRIBUTE[texture]]] = 1
+        if r < NO_TEXTURE_RATE + SECOND_TEXTURE_RATE and TEXTURE_SYNONYMS[texture]:
+            values[index[rng.choice(TEXTURE_SYNONYMS[texture])]] = 1
+    for name in CATEGORY_ATTRIBUTES[category]:
+        if rng.random() < 0.35:
+            values[index[name]] = 1
+    if rng.random() < 0.5:  # and something unrelated
+        others = [i for i, (_, kind) in enumerate(DEEPFASHION_ATTRIBUTES) if kind != 1]
+        values[rng.choice(others)] = 1
+    return [int(v) for v in values]
+
+
+def _deepfashion_rows(n: int, seed: int) -> tuple[list[dict], int]:
+    """The images of the DeepFashion tree, grouped into products, with splits and attributes."""
+    rng = np.random.default_rng([seed, _PLAN, DEEPFASHION])
+    by_pair: dict = {}
+    for pair in _balanced_labels(n, rng):
+        by_pair[pair] = by_pair.get(pair, 0) + 1
+    products = []
+    for (category, texture), count in by_pair.items():
+        while count > 0:  # several views per product, as in the real benchmark
+            k = min(count, int(rng.integers(2, 7)))
+            products.append({"category": category, "texture": texture, "count": k})
+            count -= k
+    products = [products[i] for i in rng.permutation(len(products))]
+    used: set = set()
+    for p in products:
+        p["name"] = _product_name(p["category"], p["texture"], rng, used)
+    _partition(products, rng)
+    rows = []
+    for p in products:
+        for j in range(1, p["count"] + 1):
+            rows.append({"path": f"img/{p['name']}/img_{j:08d}.jpg", "category": p["category"],
+                         "texture": p["texture"], "split": p["split"],
+                         "attributes": _attribute_row(p["category"], p["texture"], rng),
+                         "zero_padded": not rows or rng.random() < ZERO_PADDED_RATE})
+    return rows, len(products)
+
+
+def _table(path: Path, header: str, rows, width: int) -> None:
+    """A DeepFashion annotation file: count line, header line, left-justified names, values."""
+    lines = [str(len(rows)), header] + [f"{name:<{width}}{value}" for name, value in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_deepfashion_annotations(root: Path, rows: list[dict]) -> None:
+    category_index = {name: i + 1 for i, (name, _) in enumerate(DEEPFASHION_CATEGORIES)}
+    _table(root / "Anno/list_category_cloth.txt", "category_name  category_type",
+           [(name, kind) for name, kind in DEEPFASHION_CATEGORIES], 29)
+    _table(root / "Anno/list_attr_cloth.txt", "attribute_name  attribute_type",
+           [(name, kind) for name, kind in DEEPFASHION_ATTRIBUTES], 29)
+    width = max(len(r["path"]) for r in rows) + 4
+    labels = []
+    for r in rows:
+        label = category_index[DEEPFASHION_CATEGORY[r["category"]]]
+        labels.append((r["path"], f"{label:03d}" if r["zero_padded"] else f"{label:>3d}"))
+    _table(root / "Anno/list_category_img.txt", "image_name  category_label", labels, width)
+    _table(root / "Anno/list_attr_img.txt", "image_name  attribute_labels",
+           [(r["path"], " ".join(f"{v:>2d}" for v in r["attributes"])) for r in rows], width)
+    _table(root / "Eval/list_eval_partition.txt", "image_name  evaluation_status",
+           [(r["path"], r["split"]) for r in rows], width)
+
+
+def _write_csv(path: Path, header, rows) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _render(job) -> None:
+    """Worker: draw one image from its own seed and write it as JPEG."""
+    path, category, texture, size, key = job
+    draw_garment(category, texture, size, np.random.default_rng(key)).save(
+        path, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _render_all(jobs, pool, progress: bool, desc: str) -> None:
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
+        results = pool.imap_unordered(_render, jobs, chunksize=8) if pool else map(_render, jobs)
+        for _ in results:
+            bar.update()
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress: bool = True,
+               workers: int | None = None) -> dict:
+    """Write a synthetic catalog of ``n`` images *per tree* at ``size`` x ``size`` px.
+
+    Two trees, each with its own ``n`` images, classes balanced over the 9 x 5 (category,
+    texture) pairs:
+
+    * ``out_dir/deepfashion``: DeepFashion Category and Attribute Prediction layout. Images are
+      grouped into products (2-6 views each, ``img/<Product_Name>/img_00000001.jpg``), split
+      about 70/15/15 by product within each category. The 9 categories map to real DeepFashion
+      names (pants -> Jeans, pullover -> Sweater, shirt -> Button-Down, top -> Tank, t-shirt ->
+      Tee). Each texture maps to a texture attribute (graphic, plaid, dot, striped, solid);
+      about 15% of the images with a synonym also get it (``stripe``, ``polka dot``, ``print``,
+      ...), about 10% get no positive texture attribute at all, some rows write the category
+      label zero-padded (``018``).
+    * ``out_dir/fashion``: ``images/000001.jpg`` ... with ``category.csv`` and ``texture.csv``
+      (``path,label``, every image in both) and ``catalog.csv`` (``path,category,texture``). No
+      split column: the reader draws the stratified 80/20 split.
+
+    Same arguments, same bytes (``workers`` does not change the output). Each tree is built in
+    a temporary folder and swapped in whole, replacing an older one. ``workers`` processes draw
+    the images (default: up to 2). Returns a summary: the two tree paths and counts.
+    """
+    n = _check_int("n", n, 1)
+    size = _check_int("size", size, 16)
+    seed = _check_int("seed", seed, 0)
+    workers = min(2, os.cpu_count() or 1) if workers is None else _check_int("workers", workers, 1)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir: {out_dir} exists and is not a folder")
+    rows, n_products = _deepfashion_rows(n, seed)
+    fashion = _balanced_labels(n, np.random.default_rng([seed, _PLAN, FASHION]))
+
+    pool = None
+    if workers > 1 and n >= 100:  # below that, starting processes costs more than it saves
+        methods = multiprocessing.get_all_start_methods()
+        pool = multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
+    try:
+        with atomic_dir(out_dir / "deepfashion") as tmp:
+            for r in rows:
+                (tmp / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+            jobs = [(str(tmp / r["path"]), r["category"], r["texture"], size, [seed, DEEPFASHION, i])
+                    for i, r in enumerate(rows)]
+            _render_all(jobs, pool, progress, "deepfashion")
+            _write_deepfashion_annotations(tmp, rows)
+        with atomic_dir(out_dir / "fashion") as tmp:
+            (tmp / "images").mkdir()
+            paths = [f"images/{i + 1:06d}.jpg" for i in range(n)]
+            jobs = [(str(tmp / p), c, t, size, [seed, FASHION, i]) for i, (p, (c, t)) in enumerate(zip(paths, fashion))]
+            _render_all(jobs, pool, progress, "fashion")
+            _write_csv(tmp / "category.csv", ["path", "label"], [(p, c) for p, (c, _) in zip(paths, fashion)])
+            _write_csv(tmp / "texture.csv", ["path", "label"], [(p, t) for p, (_, t) in zip(paths, fashion)])
+            _write_csv(tmp / "catalog.csv", ["path", "category", "texture"],
+                       [(p, c, t) for p, (c, t) in zip(paths, fashion)])
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    splits = {s: sum(r["split"] == s for r in rows) for s in SPLIT_FRACTIONS}
+    return {
+        "deepfashion": str(out_dir / "deepfashion"),
+        "fashion": str(out_dir / "fashion"),
+        "images_per_tree": n,
+        "size": size,
+        "products": n_products,
+        "deepfashion_splits": "/".join(f"{s} {k}" for s, k in splits.items()),
+    }

@@ -1,0 +1,281 @@
+"""k-NN backends against a numpy reference; ties, exclude, clamping, save/load without pickle."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from fashionrec.errors import UserError
+from fashionrec.knn import BACKENDS, EXACT_BACKENDS, KNNIndex
+
+APPROX_BACKENDS = ("faiss-hnsw", "faiss-ivf")
+ALL_BACKENDS = EXACT_BACKENDS + APPROX_BACKENDS
+
+
+def reference(X, Q, k):
+    """Full float64 distance matrix, stable argsort: ties go to the lower index."""
+    d2 = ((Q[:, None, :].astype(np.float64) - X[None, :, :].astype(np.float64)) ** 2).sum(-1)
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.sqrt(np.take_along_axis(d2, idx, 1)), idx
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((2000, 64)).astype(np.float32), rng.standard_normal((40, 64)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """Post-ReLU-like features: 20 clusters, non-negative, large common offset (big norms)."""
+    rng = np.random.default_rng(1)
+    centers = rng.uniform(0, 4, (20, 64))
+    labels = rng.integers(0, 20, 2100)
+    X = np.maximum(centers[labels] + 0.3 * rng.standard_normal((2100, 64)), 0) + 20.0
+    return X[:2000].astype(np.float32), X[2000:].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def duplicated():
+    """300 distinct vectors, each at 3 scattered positions: ties everywhere."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((300, 16)).astype(np.float32)
+    X = base[rng.permutation(np.repeat(np.arange(300), 3))]
+    return X, np.concatenate([base[:10], rng.standard_normal((10, 16)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@pytest.mark.parametrize("batch", [True, False])
+def test_exact_backends_match_reference(backend, batch, gaussian):
+    X, Q = gaussian
+    index = KNNIndex(backend).fit(X)
+    if batch:  # >= 20 queries: faiss-flat takes its BLAS path
+        dist, idx = index.query(Q, 10)
+    else:
+        pairs = [index.query(q[None], 10) for q in Q]
+        dist, idx = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    ref_dist, ref_idx = reference(X, Q, 10)
+    assert dist.dtype == np.float32 and idx.dtype == np.int64 and dist.shape == (len(Q), 10)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_ties_go_to_the_lower_index(backend, k, duplicated):
+    X, Q = duplicated
+    dist, idx = KNNIndex(backend).fit(X).query(Q, k)  # k=4, 8 cut through a group of 3 equal ones
+    ref_dist, ref_idx = reference(X, Q, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_many_equal_vectors_resolve_to_the_lowest_ids(backend, clustered):
+    # 40 copies at scattered positions: more ties than any first candidate list holds
+    X = clustered[0].copy()
+    copies = np.sort(np.random.default_rng(4).choice(len(X), 40, replace=False))
+    X[copies] = X[0]
+    _, idx = KNNIndex(backend).fit(X).query(np.repeat(X[:1], 25, axis=0), 5)
+    np.testing.assert_array_equal(idx, np.tile(np.union1d(copies, [0])[:5], (25, 1)))
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_near_duplicates_far_from_the_origin_are_ranked_exactly(backend, clustered):
+    # |x|^2 ~ 3e4, so |x|^2 - 2x.q + |q|^2 in float32 is off by ~1e-3, more than these
+    # near-duplicates differ (d^2 ~ 1e-5..1e-4): the candidates must be re-ranked directly.
+    rng = np.random.default_rng(5)
+    X, _ = clustered
+    bases = X[:20]
+    step = rng.standard_normal((20, 12, 64))
+    step *= rng.uniform(1e-3, 1e-2, (20, 12, 1)) / np.linalg.norm(step, axis=2, keepdims=True)
+    near = (bases[:, None, :] + step).reshape(-1, 64).astype(np.float32)
+    data = np.concatenate([X, near])[rng.permutation(len(X) + len(near))]
+    Q = (bases + 1e-4 * rng.standard_normal(bases.shape)).astype(np.float32)
+    dist, idx = KNNIndex(backend).fit(data).query(Q, 5)  # 20 queries: faiss's BLAS path
+    ref_dist, ref_idx = reference(data, Q, 5)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", APPROX_BACKENDS)
+def test_approximate_recall_on_clustered_data(backend, clustered):
+    X, Q = clustered
+    _, idx = KNNIndex(backend).fit(X).query(Q, 5)
+    _, ref_idx = reference(X, Q, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, ref_idx)])
+    assert recall >= 0.9
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_rows_sorted_by_distance_then_id(backend, clustered):
+    X, Q = clustered
+    dist, idx = KNNIndex(backend).fit(X).query(Q, 10)
+    order = np.lexsort((idx, dist), axis=-1)
+    np.testing.assert_array_equal(order, np.broadcast_to(np.arange(10), order.shape))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_self_query_finds_self_at_zero(backend, clustered):
+    # |x| ~ 170 here: the float32 |x|^2 - 2x.q + |q|^2 expansion alone would be off by ~0.1
+    X, _ = clustered
+    dist, idx = KNNIndex(backend).fit(X).query(X[:50], 3)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(50))
+    assert dist[:, 0].max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_exclude_drops_the_given_id(backend, clustered):
+    X, _ = clustered
+    index = KNNIndex(backend).fit(X)
+    ids = np.arange(30)
+    dist, idx = index.query(X[ids], 5, exclude=ids)
+    assert idx.shape == (30, 5) and not (idx == ids[:, None]).any()
+    full_dist, full_idx = index.query(X[ids], 6)
+    np.testing.assert_array_equal(idx, full_idx[:, 1:])  # self was first; the rest shift up
+    np.testing.assert_allclose(dist, full_dist[:, 1:])
+    # an id not among the results (or not in the index) removes nothing but the surplus
+    _, kept = index.query(X[ids], 5, exclude=np.full(30, -1))
+    np.testing.assert_array_equal(kept, full_idx[:, :5])
+
+
+def test_exclude_matches_reference_leave_one_out(gaussian):
+    X, _ = gaussian
+    _, idx = KNNIndex("brute").fit(X).query(X[:20], 4, exclude=np.arange(20))
+    _, ref = reference(X, X[:20], 5)
+    np.testing.assert_array_equal(idx, ref[:, 1:])
+
+
+@pytest.mark.parametrize("backend", ["brute", "faiss-flat"])
+def test_k_larger_than_the_index_is_clamped_with_a_warning(backend):
+    X = np.random.default_rng(3).standard_normal((7, 8)).astype(np.float32)
+    index = KNNIndex(backend).fit(X)
+    with pytest.warns(UserWarning, match="k=10"):
+        dist, idx = index.query(X[:2], 10)
+    assert dist.shape == idx.shape == (2, 7)
+    np.testing.assert_array_equal(np.sort(idx, axis=1), np.tile(np.arange(7), (2, 1)))
+    with pytest.warns(UserWarning, match="6 items"):
+        _, idx = index.query(X[:2], 7, exclude=np.array([0, 1]))
+    assert idx.shape == (2, 6) and 0 not in idx[0] and 1 not in idx[1]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_save_load_round_trip_without_pickle(backend, clustered, tmp_path, monkeypatch):
+    X, Q = clustered
+    index = KNNIndex(backend, nprobe=4).fit(X)
+    before = index.query(Q, 7)
+    index.save(tmp_path / "knn")
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("unpickling during load")
+
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(pickle, "Unpickler", no_pickle)
+    loaded = KNNIndex.load(tmp_path / "knn")
+    assert (loaded.backend_, loaded.n_items, loaded.dim) == (backend, 2000, 64)
+    assert loaded.get_params() == index.get_params()
+    after = loaded.query(Q, 7)
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(loaded.vectors(), X)
+    files = sorted(p.name for p in (tmp_path / "knn").iterdir())
+    assert files == sorted(["knn.json", "vectors.npy" if backend in EXACT_BACKENDS else "index.faiss"])
+
+
+def test_load_reports_a_damaged_directory(tmp_path, clustered):
+    X, _ = clustered
+    KNNIndex("faiss-hnsw").fit(X[:200]).save(tmp_path / "h")
+    (tmp_path / "h" / "index.faiss").write_bytes(b"not a faiss index")
+    with pytest.raises(UserError, match="index.faiss"):
+        KNNIndex.load(tmp_path / "h")
+    with pytest.raises(UserError, match="knn.json"):
+        KNNIndex.load(tmp_path / "missing")
+    KNNIndex("brute").fit(X[:200]).save(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "knn.json").read_text())
+    meta["n_items"] = 201
+    (tmp_path / "b" / "knn.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="shape"):
+        KNNIndex.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_add_keeps_old_ids_and_finds_new_points(backend, clustered):
+    X, _ = clustered
+    index = KNNIndex(backend).fit(X[:1500])
+    ids = index.add(X[1500:])
+    np.testing.assert_array_equal(ids, np.arange(1500, 2000))
+    assert index.n_items == 2000
+    _, idx = index.query(X[1500:1550], 1)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(1500, 1550))
+    _, idx = index.query(X[:50], 1)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(50))
+    if backend in EXACT_BACKENDS:  # same as indexing everything at once
+        probe = X[::97] + 0.5
+        np.testing.assert_array_equal(index.query(probe, 8)[1], KNNIndex(backend).fit(X).query(probe, 8)[1])
+
+
+def test_params_round_trip_and_auto_is_resolved(clustered):
+    X, Q = clustered
+    index = KNNIndex("auto", ef_search=64, threads=1).fit(X)
+    params = json.loads(json.dumps(index.get_params()))  # JSON-serialisable
+    assert params["backend"] == "brute" and params["ef_search"] == 64 and params["threads"] == 1
+    rebuilt = KNNIndex.from_params(params, X)
+    np.testing.assert_array_equal(rebuilt.query(Q, 5)[1], index.query(Q, 5)[1])
+    ivf = KNNIndex("faiss-ivf").fit(X)
+    assert ivf.get_params()["nlist"] == 45  # round(sqrt(2000)), recorded so a rebuild makes the same cells
+    assert KNNIndex.from_params(ivf.get_params(), X[:1000]).get_params()["nlist"] == 45
+    assert KNNIndex().get_params()["backend"] == "auto"  # unfitted: as constructed
+
+
+def test_threads_setting_gives_the_same_results(clustered):
+    X, Q = clustered
+    for backend in ("brute", "faiss-flat", "faiss-hnsw"):
+        a = KNNIndex(backend, threads=1).fit(X).query(Q, 5)
+        b = KNNIndex(backend).fit(X).query(Q, 5)
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"backend": "kdtree"}, "backend"),
+    ({"leaf_size": 0}, "leaf_size"),
+    ({"hnsw_m": 1}, "hnsw_m"),
+    ({"ef_search": 2.5}, "ef_search"),
+    ({"ef_construction": True}, "ef_construction"),
+    ({"nlist": 0}, "nlist"),
+    ({"nprobe": -3}, "nprobe"),
+    ({"threads": 0}, "threads"),
+])
+def test_bad_parameters_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        KNNIndex(**kwargs)
+
+
+def test_bad_calls_are_value_errors(gaussian):
+    X, Q = gaussian
+    with pytest.raises(ValueError, match="one of 'auto', 'balltree'"):
+        KNNIndex("x")
+    index = KNNIndex("brute")
+    with pytest.raises(NotFittedError):
+        index.query(Q, 3)
+    index.fit(X)
+    for k in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="^k must be"):
+            index.query(Q, k)
+    with pytest.raises(ValueError, match="^Q must have 64 columns"):
+        index.query(Q[:, :10], 3)
+    with pytest.raises(ValueError, match="^Q must be a non-empty 2-D"):
+        index.query(Q[0], 3)
+    with pytest.raises(ValueError, match="^exclude must be"):
+        index.query(Q, 3, exclude=np.arange(3))
+    with pytest.raises(ValueError, match="^X must have 64 columns"):
+        index.add(X[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        KNNIndex("brute").fit(np.full((4, 2), np.nan))
+    with pytest.raises(ValueError, match="unknown key.*'leafsize'"):
+        KNNIndex.from_params({"backend": "brute", "leafsize": 3}, X)
+    with pytest.raises(ValueError, match="^nlist must be at most"):
+        KNNIndex("faiss-ivf", nlist=50).fit(X[:10])
+    assert set(BACKENDS) == {"auto", *ALL_BACKENDS}
