@@ -85,16 +85,17 @@ def test_many_equal_vectors_resolve_to_the_lowest_ids(backend, clustered):
 @pytest.mark.parametrize("backend", EXACT_BACKENDS)
 def test_near_duplicates_far_from_the_origin_are_ranked_exactly(backend, clustered):
     # |x|^2 ~ 3e4, so |x|^2 - 2x.q + |q|^2 in float32 is off by ~1e-3, more than these
-    # near-duplicates differ (d^2 ~ 1e-5..1e-4): the candidates must be re-ranked directly.
+    # near-duplicates differ (d^2 ~ 1e-6..1e-4): the candidates must be re-ranked directly, and
+    # 30 of them per query are more than the first candidate list holds.
     rng = np.random.default_rng(5)
     X, _ = clustered
-    bases = X[:20]
-    step = rng.standard_normal((20, 12, 64))
-    step *= rng.uniform(1e-3, 1e-2, (20, 12, 1)) / np.linalg.norm(step, axis=2, keepdims=True)
+    bases = X[:32]
+    step = rng.standard_normal((32, 30, 64))
+    step *= rng.uniform(1e-3, 1e-2, (32, 30, 1)) / np.linalg.norm(step, axis=2, keepdims=True)
     near = (bases[:, None, :] + step).reshape(-1, 64).astype(np.float32)
     data = np.concatenate([X, near])[rng.permutation(len(X) + len(near))]
     Q = (bases + 1e-4 * rng.standard_normal(bases.shape)).astype(np.float32)
-    dist, idx = KNNIndex(backend).fit(data).query(Q, 5)  # 20 queries: faiss's BLAS path
+    dist, idx = KNNIndex(backend).fit(data).query(Q, 5)  # 32 queries: faiss's BLAS path
     ref_dist, ref_idx = reference(data, Q, 5)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-4)

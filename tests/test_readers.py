@@ -48,7 +48,7 @@ def _tree(root, category_img=None, attr_img=None, partition=None):
         f"{IMAGES[3]}  -1 1 -1 -1 1\n"))    # polka dot AND floral print -> one sampled
     (root / "Eval/list_eval_partition.txt").write_text(partition or (
         "4\nimage_name  evaluation_status\n"
-        f"{IMAGES[0]}  train\n{IMAGES[1]}  val\n{IMAGES[2]}  train\n{IMAGES[3]}  test\n"))
+        f"{IMAGES[0]}  train\n{IMAGES[1]}  val\n{IMAGES[2]}  train\n{IMAGES[3]}  train\n"))
     return root
 
 
@@ -56,8 +56,16 @@ def test_category_over_categories_that_occur(tmp_path):
     m = read_category(_tree(tmp_path))
     assert m.classes == ["Blouse", "Button-Down", "Dress"]  # Anorak never occurs
     assert m.labels.tolist() == [0, 0, 1, 2]  # zero-padded 002 / 03 / 004 parsed
-    assert m.splits == ["train", "val", "train", "test"]
+    assert m.splits == ["train", "val", "train", "train"]
     assert m.abspath(0).is_file()
+
+
+def test_class_without_training_images_is_left_out(tmp_path):
+    part = ("4\nimage_name  evaluation_status\n"
+            f"{IMAGES[0]}  train\n{IMAGES[1]}  val\n{IMAGES[2]}  train\n{IMAGES[3]}  test\n")
+    m = read_category(_tree(tmp_path, partition=part))
+    assert m.classes == ["Blouse", "Button-Down"] and IMAGES[3] not in m.paths
+    assert m.skipped == [(IMAGES[3], "class 'Dress' has no training images")]
 
 
 def test_texture_samples_one_positive_and_drops_images_without(tmp_path):

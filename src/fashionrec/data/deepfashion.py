@@ -103,13 +103,16 @@ def _finish(root, names, labels, classes, partition, task, source, skip_missing,
         paths.append(name)
         ys.append(y)
         splits.append(split)
-    used = sorted(set(ys))
+    # Classes are those with training images (a class seen only in val/test cannot be learned).
+    used = sorted({y for y, s in zip(ys, splits) if s == "train"}) or sorted(set(ys))
     remap = {old: new for new, old in enumerate(used)}
+    keep = [i for i, y in enumerate(ys) if y in remap]
+    skipped += [(paths[i], f"class '{classes[ys[i]]}' has no training images") for i in range(len(ys)) if ys[i] not in remap]
     m = Manifest(
         root,
-        paths,
-        np.array([remap[y] for y in ys], np.int64),
-        splits,
+        [paths[i] for i in keep],
+        np.array([remap[ys[i]] for i in keep], np.int64),
+        [splits[i] for i in keep],
         [classes[i] for i in used],
         task,
         source=str(source),

@@ -270,11 +270,10 @@ def _shirt(rng) -> _Shape:
     cuff = _sleeve_band(*sleeve[::3], end_out, end_in, 0.13)
     s.both("lines", cuff + [cuff[0]], 1, "seam")
     s.both("lines", [(W / 2, d), (W / 2, ah)], 1, "seam")
-    s.lines.append(([(0.035, 0.09), (0.035, H)], 1, "seam"))  # button placket
-    s.lines.append(([(-0.035, 0.13), (-0.035, H)], 1, "seam"))
+    s.bands.append(([(-0.035, 0.09), (0.035, 0.09), (0.035, H), (-0.035, H)], "trim"))  # placket
     n_buttons = int(rng.integers(5, 8))
     for y in np.linspace(0.14, H - 0.12, n_buttons):
-        s.buttons.append(((0.0, float(y)), 0.02))
+        s.buttons.append(((0.0, float(y)), 0.022))
     if rng.random() < 0.5:  # chest pocket
         x0, y0 = -W / 2 + 0.14, 0.28
         s.lines.append(([(x0, y0), (x0, y0 + 0.16), (x0 + 0.07, y0 + 0.19), (x0 + 0.14, y0 + 0.16),
@@ -296,8 +295,8 @@ def _pullover(rng) -> _Shape:
     s.bands.append(([(-bw, H - rib), (bw, H - rib), (bw, H), (-bw, H)], "trim"))
     for x in np.arange(-bw + 0.045, bw - 0.02, 0.055):
         s.lines.append(([(x, H - rib + 0.015), (x, H - 0.015)], 1, "seam"))
-    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(55, 72),
-                                      rng.uniform(0.75, 0.9) * H, rng.uniform(0.2, 0.25))
+    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(45, 62),
+                                      rng.uniform(0.75, 0.9) * H, rng.uniform(0.21, 0.26))
     s.both("body", sleeve)
     cuff = _sleeve_band(*sleeve[::3], end_out, end_in, 0.16)
     s.both("bands", cuff, "trim")
@@ -443,7 +442,7 @@ class _Palette:
 
     @property
     def trim(self):
-        return _shade(self.base, 0.85) if _luma(self.base) > 0.3 else _shade(self.base, 1.2)
+        return _shade(self.base, 0.72) if _luma(self.base) > 0.3 else _shade(self.base, 1.35)
 
 
 def _palette(rng) -> _Palette:
@@ -570,54 +569,72 @@ def _star(cx, cy, r, points, rot):
 
 
 def _random_shape(rng, cx, cy, r):
-    """A printed shape: star, triangle, rotated square, blob polygon, ring or zig-zag."""
-    kind = rng.choice(["star", "triangle", "square", "polygon", "ring", "zigzag"], p=[.2, .2, .15, .2, .1, .15])
+    """A printed shape with corners (never a disc, so a print is not mistaken for dots):
+    ("poly", points) or ("zigzag", points)."""
+    kind = rng.choice(["star", "triangle", "square", "polygon", "zigzag"], p=[.22, .22, .16, .22, .18])
     rot = rng.uniform(0, 2 * math.pi)
     if kind == "star":
         return "poly", _star(cx, cy, r, int(rng.integers(4, 7)), rot)
-    if kind in ("triangle", "square", "polygon"):
-        n = {"triangle": 3, "square": 4}.get(kind) or int(rng.integers(5, 8))
-        radii = r * (rng.uniform(0.55, 1.0, n) if kind == "polygon" else np.ones(n))
-        angles = rot + np.sort(rng.uniform(0, 2 * math.pi, n)) if kind == "polygon" else \
-            rot + np.arange(n) * 2 * math.pi / n
-        return "poly", [(cx + q * math.cos(a), cy + q * math.sin(a)) for q, a in zip(radii, angles)]
-    if kind == "ring":
-        return "ring", (cx, cy, r)
-    pts = [(cx + (k / 3 - 1) * r, cy + (r * 0.4 if k % 2 else -r * 0.4)) for k in range(7)]
-    c, s = math.cos(rot), math.sin(rot)
-    return "zigzag", [(cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c) for x, y in pts]
+    if kind == "zigzag":
+        pts = [(cx + (k / 3 - 1) * r, cy + (r * 0.45 if k % 2 else -r * 0.45)) for k in range(7)]
+        c, s = math.cos(rot), math.sin(rot)
+        return "zigzag", [(cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c) for x, y in pts]
+    n = {"triangle": 3, "square": 4}.get(kind) or int(rng.integers(5, 8))
+    if kind == "polygon":  # irregular blob with corners
+        radii, angles = r * rng.uniform(0.5, 1.0, n), rot + np.sort(rng.uniform(0, 2 * math.pi, n))
+    else:
+        radii, angles = np.full(n, r), rot + np.arange(n) * 2 * math.pi / n
+    return "poly", [(cx + q * math.cos(a), cy + q * math.sin(a)) for q, a in zip(radii, angles)]
+
+
+def _slogan(cx, cy, r, rng):
+    """Two or three bars of different lengths, like printed lettering."""
+    bars, h = [], r * 0.32
+    rows = int(rng.integers(2, 4))
+    for k in range(rows):
+        w = r * rng.uniform(0.9, 1.6)
+        y = cy + (k - (rows - 1) / 2) * h * 1.7
+        bars.append([(cx - w, y - h / 2), (cx + w, y - h / 2), (cx + w, y + h / 2), (cx - w, y + h / 2)])
+    return bars
 
 
 def _graphic(ctx, rng) -> np.ndarray:
+    """A print: colour blocks, a big motif on the front, and large angular shapes, placed at
+    random (never on a grid) in two or three colours."""
     img = Image.fromarray(_fill(ctx, ctx.palette.base).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     colours = [tuple(int(v) for v in c) for c in ctx.palette.accents]
     ys, xs = np.nonzero(ctx.mask)
+    stroke = max(2, int(ctx.px(ctx.size / 20)))
 
     def paint(kind, geo, colour):
         if kind == "poly":
             draw.polygon(geo, fill=colour)
-        elif kind == "ring":
-            x, y, r = geo
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(2, int(r * 0.35)))
         else:
-            draw.line(geo, fill=colour, width=max(2, int(ctx.px(ctx.size / 22))), joint="curve")
+            draw.line(geo, fill=colour, width=stroke, joint="curve")
 
+    if rng.random() < 0.3:  # colour block: one side of a random line in another colour
+        ax, ay = ctx.anchor
+        a = rng.uniform(0, 2 * math.pi)
+        far = ctx.S * 2
+        dx, dy = math.cos(a) * far, math.sin(a) * far
+        draw.polygon([(ax - dx, ay - dy), (ax + dx, ay + dy), (ax + dx - dy, ay + dy + dx),
+                      (ax - dx - dy, ay - dy + dx)], fill=colours[2])
     motif = rng.random() < 0.6
     if motif:  # one big print on the chest / front
         ax, ay = ctx.anchor
-        r = ctx.garment * rng.uniform(0.13, 0.2)
-        if rng.random() < 0.5:  # badge: disc with a shape on it
-            draw.ellipse([ax - r, ay - r, ax + r, ay + r], fill=colours[0])
-            paint(*_random_shape(rng, ax, ay, r * 0.65), colours[1])
+        r = ctx.garment * rng.uniform(0.14, 0.22)
+        if rng.random() < 0.35:
+            for bar in _slogan(ax, ay, r * 0.8, rng):
+                draw.polygon(bar, fill=colours[0])
         else:
             paint(*_random_shape(rng, ax, ay, r), colours[0])
             paint(*_random_shape(rng, ax, ay, r * 0.5), colours[1])
-    n = int(rng.integers(2, 6) if motif else rng.integers(6, 13))
+    n = int(rng.integers(2, 5) if motif else rng.integers(5, 10))
     for _ in range(n):  # scattered shapes of different sizes and colours
         k = int(rng.integers(len(xs))) if len(xs) else 0
         cx, cy = (xs[k], ys[k]) if len(xs) else (ctx.S / 2, ctx.S / 2)
-        r = ctx.px(ctx.size * rng.uniform(1 / 14, 1 / 7))
+        r = ctx.px(ctx.size * rng.uniform(1 / 10, 1 / 5.5))
         paint(*_random_shape(rng, float(cx), float(cy), r), colours[int(rng.integers(3))])
     return np.asarray(img, np.float32)
 
