@@ -15,3 +15,39 @@ def synth_root(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     synthesize(out, n=180, size=64, seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def extractor_runs(synth_root, tmp_path_factory):
+    """Two small trained BN-Inception runs (category, texture) on the synthetic Fashion tree."""
+    from fashionrec.config import StageConfig, from_dict
+    from fashionrec.train import train
+
+    out = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for task in ("category", "texture"):
+        cfg = from_dict(StageConfig, {
+            "stage": "finetune", "task": task, "engine": "torch",
+            "data": {"format": "csv", "root": str(synth_root / "fashion" / f"{task}.csv")},
+            "model": {"arch": "bninception", "input_size": 32},
+            "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "max_epochs": 1, "top_k": 3,
+                      "workers": 0, "device": "cpu", "limit_train_batches": 2},
+            "output": {"dir": str(out)},
+        })
+        runs[task] = train(cfg, progress=False, log=lambda *_: None)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def built_index(synth_root, extractor_runs, tmp_path_factory):
+    from fashionrec.config import IndexConfig, from_dict
+    from fashionrec.index import build_index
+
+    out = tmp_path_factory.mktemp("index") / "index"
+    cfg = from_dict(IndexConfig, {
+        "catalog": {"format": "csv", "root": str(synth_root / "fashion" / "catalog.csv")},
+        "extractors": [str(extractor_runs["category"]), str(extractor_runs["texture"])],
+        "output": str(out), "backend": "balltree", "workers": 0, "device": "cpu",
+    })
+    build_index(cfg, progress=False, log=lambda *_: None)
+    return out

@@ -247,7 +247,6 @@ def test_texture_attributes_one_two_or_none(trees):
         on = [i for i in texture_cols if values[i] == 1]
         positives[len(on)] += 1
         assert len({group[i] for i in on}) <= 1  # a second positive is a synonym of the first
-        assert sum(v == 1 for v in values) > len(on) or True
     assert values_seen == {-1, 0, 1}
     assert positives[0] > 0 and positives[2] > 0 and positives[1] > N / 2
     assert positives[0] < N / 4 and positives[2] < N / 3

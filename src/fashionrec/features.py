@@ -53,7 +53,8 @@ class FeatureExtractor:
                 "run": str(run), "task": info["task"], "engine": info["engine"], "arch": info["arch"],
                 "classes": info["classes"], "num_features": b - a, "block": [a, b],
                 "input_size": info["input_size"], "normalization": info["normalization"],
-                "weights_sha256": info.get("weights_sha256") or sha256_file(run / info["weights"]),
+                # hash the file itself: model.json could be stale after a weights file was replaced
+                "weights_sha256": sha256_file(run / info["weights"]),
             })
         return out
 

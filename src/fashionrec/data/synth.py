@@ -205,10 +205,10 @@ def _t_shirt(rng) -> _Shape:
 
 def _top(rng) -> _Shape:
     s = _Shape()
-    W, H = rng.uniform(0.72, 0.88), rng.uniform(1.1, 1.3)
+    W, H = rng.uniform(0.72, 0.88), rng.uniform(1.05, 1.25)
     si, sw = rng.uniform(0.12, 0.18), rng.uniform(0.06, 0.12)  # strap inner x, strap width
     nd, ah = rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.4)
-    flare = rng.uniform(0.0, 0.08)
+    flare = rng.uniform(0.0, 0.05)
     scoop = _arc(0, 0, si, nd, 180, 0)
     armhole = _arc(W / 2, 0, W / 2 - si - sw, ah, 180, 90)
     left_armhole = [(-x, y) for x, y in armhole[::-1]]
@@ -295,7 +295,7 @@ def _pullover(rng) -> _Shape:
     s.bands.append(([(-bw, H - rib), (bw, H - rib), (bw, H), (-bw, H)], "trim"))
     for x in np.arange(-bw + 0.045, bw - 0.02, 0.055):
         s.lines.append(([(x, H - rib + 0.015), (x, H - 0.015)], 1, "seam"))
-    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(45, 62),
+    sleeve, end_out, end_in = _sleeve((W / 2, d), (W / 2, ah), rng.uniform(35, 52),
                                       rng.uniform(0.75, 0.9) * H, rng.uniform(0.21, 0.26))
     s.both("body", sleeve)
     cuff = _sleeve_band(*sleeve[::3], end_out, end_in, 0.16)
@@ -571,7 +571,7 @@ def _star(cx, cy, r, points, rot):
 def _random_shape(rng, cx, cy, r):
     """A printed shape with corners (never a disc, so a print is not mistaken for dots):
     ("poly", points) or ("zigzag", points)."""
-    kind = rng.choice(["star", "triangle", "square", "polygon", "zigzag"], p=[.22, .22, .16, .22, .18])
+    kind = rng.choice(["star", "triangle", "square", "polygon", "zigzag"], p=[.25, .25, .15, .25, .1])
     rot = rng.uniform(0, 2 * math.pi)
     if kind == "star":
         return "poly", _star(cx, cy, r, int(rng.integers(4, 7)), rot)
@@ -599,8 +599,8 @@ def _slogan(cx, cy, r, rng):
 
 
 def _graphic(ctx, rng) -> np.ndarray:
-    """A print: colour blocks, a big motif on the front, and large angular shapes, placed at
-    random (never on a grid) in two or three colours."""
+    """A print: a big motif on the front and large angular shapes placed at random (never on a
+    grid, never round) in two or three colours."""
     img = Image.fromarray(_fill(ctx, ctx.palette.base).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     colours = [tuple(int(v) for v in c) for c in ctx.palette.accents]
@@ -613,14 +613,7 @@ def _graphic(ctx, rng) -> np.ndarray:
         else:
             draw.line(geo, fill=colour, width=stroke, joint="curve")
 
-    if rng.random() < 0.3:  # colour block: one side of a random line in another colour
-        ax, ay = ctx.anchor
-        a = rng.uniform(0, 2 * math.pi)
-        far = ctx.S * 2
-        dx, dy = math.cos(a) * far, math.sin(a) * far
-        draw.polygon([(ax - dx, ay - dy), (ax + dx, ay + dy), (ax + dx - dy, ay + dy + dx),
-                      (ax - dx - dy, ay - dy + dx)], fill=colours[2])
-    motif = rng.random() < 0.6
+    motif = rng.random() < 0.75
     if motif:  # one big print on the chest / front
         ax, ay = ctx.anchor
         r = ctx.garment * rng.uniform(0.14, 0.22)
@@ -715,7 +708,7 @@ def draw_garment(category: str, texture: str, size: int, rng: np.random.Generato
     holes = _polygon_mask(S, shape.holes, place) & body
     over = _polygon_mask(S, shape.over, place)
     garment = body | over
-    ctx = _Context(S, int(size), garment, place([shape.anchor])[0], place.k * 1.0, angle, palette)
+    ctx = _Context(S, int(size), garment, place([shape.anchor])[0], scale * S, angle, palette)
 
     # Background: flat or a gentle gradient, with a soft drop shadow behind the garment.
     t = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
