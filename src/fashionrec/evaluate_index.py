@@ -17,7 +17,7 @@ from .index import CatalogIndex
 from .io import write_json
 from .metrics import combine_labels, l2_normalize, leave_one_out
 
-KS = (1, 5, 10)
+KS = (1, 3, 5, 10, 20)
 
 
 def _known_labels(index: CatalogIndex) -> dict[str, np.ndarray]:
@@ -64,8 +64,9 @@ def evaluate_index(index_dir, ks=KS, progress: bool = True) -> dict:
     write_json(index_dir / "retrieval.json", out)
     key = "both" if "both" in labels else next(iter(labels))
     curves = {name: {k: r[key][f"precision@{k}"] for k in ks} for name, r in results.items()}
+    what = "category and texture" if key == "both" else key
     plot_precision_at_k(curves, index_dir / "precision_at_k.png",
-                        title=f"leave-one-out precision@k, relevant = same {key}")
+                        title=f"leave-one-out precision@k: relevant = same {what}")
     return out
 
 

@@ -105,7 +105,7 @@ class Recommender:
         for r in results:
             pred = ", ".join(v["label"] for v in r["predicted"].values())
             rows.append({
-                "image": r["query"], "title": f"query\n{pred}",
+                "image": r["query"], "title": f"query (predicted)\n{pred}",
                 "results": [{"image": root / it["path"],
                              "title": f"#{it['rank']}  d={it['distance']:.2f}\n" + ", ".join(it["labels"].values())}
                             for it in r["results"]],
