@@ -2,7 +2,8 @@
 
 Stem conv7/2(64), pool, conv1(64), conv3(192), pool; inception 3a, 3b, 3c (stride 2), 4a-4e
 (4e stride 2), 5a, 5b with the published branch widths; BatchNorm + ReLU after every
-convolution; global average pooling to a 1024-d feature. Pools use ceil mode as in Caffe.
+convolution; global average pooling to a 1024-d feature. Pools use ceil mode as in Caffe
+(the stride-2 modules' pools use "same" padding, identical to it at 224 px, so any input size works).
 Convolutions carry a bias by default (as the Caffe model), giving 11,295,240 trainable
 parameters with a 1000-class head (11,285,224 with ``conv_bias=False``). Global pooling lets the
 network run at 64-128 px as well as 224 px.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # (1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pool type, pool proj); 0 = no branch.
@@ -29,6 +31,20 @@ INCEPTION = {
     "5a": (352, 192, 320, 160, 224, "avg", 128),
     "5b": (352, 192, 320, 192, 224, "max", 128),
 }
+
+
+class SamePadMaxPool(nn.Module):
+    """3x3 stride-2 max pool with "same" padding: ceil(H/2) outputs, like the stride-2 conv branches.
+
+    On even sizes (224 px and its stages) this is exactly Caffe's ceil-mode pool; on odd sizes,
+    where Caffe's pool and the conv branches disagree by one pixel, it pads one pixel each side.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # "same" padding in total: 1 on an even side (after), 2 on an odd side (1 before, 1 after)
+        x = F.pad(x, (w % 2, 1, h % 2, 1), value=float("-inf"))
+        return F.max_pool2d(x, 3, 2)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -51,7 +67,7 @@ class Inception(nn.Module):
         self.branch3dbl = nn.Sequential(ConvBNReLU(cin, rd, 1, bias=bias), ConvBNReLU(rd, nd, 3, 1, 1, bias=bias),
                                         ConvBNReLU(nd, nd, 3, stride, 1, bias=bias))
         if stride == 2:
-            self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.pool = SamePadMaxPool()
         elif pool == "avg":
             self.pool = nn.AvgPool2d(3, stride=1, padding=1, ceil_mode=True, count_include_pad=True)
         else:

@@ -1,0 +1,48 @@
+"""The torch networks: parameter counts, feature sizes, the head split."""
+
+import pytest
+import torch
+
+from fashionrec.engines.torch import alexnet, bninception
+
+
+def n_trainable(m):
+    return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+def test_bninception_parameter_count_is_pinned():
+    assert n_trainable(bninception(1000)) == 11_295_240  # conv biases, as the Caffe model
+    assert n_trainable(bninception(1000, conv_bias=False)) == 11_285_224
+
+
+@pytest.mark.parametrize("size", [32, 64, 80, 97, 128, 224])
+def test_bninception_runs_at_any_size_and_gives_1024(size):
+    m = bninception(9).eval()
+    with torch.no_grad():
+        f = m.pooled_features(torch.randn(2, 3, size, size))
+    assert f.shape == (2, 1024)
+
+
+@pytest.mark.parametrize("build,dim", [(alexnet, 4096), (bninception, 1024)])
+def test_head_split(build, dim):
+    torch.manual_seed(0)
+    m = build(num_classes=7).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        fmap = m.forward_features(x)
+        pooled = m.forward_head(fmap, pre_logits=True)
+        assert pooled.shape == (3, dim) and m.num_features == dim
+        torch.testing.assert_close(pooled, m.pooled_features(x))
+        torch.testing.assert_close(m.fc(pooled), m(x))
+        assert m(x).shape == (3, 7)
+        m.reset_classifier(4)
+        assert m(x).shape == (3, 4) and m.num_classes == 4
+        torch.testing.assert_close(m.pooled_features(x), pooled)  # the features survive a new head
+
+
+def test_alexnet_matches_torchvision_layout():
+    m = alexnet(1000)
+    convs = [l for l in m.features if isinstance(l, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == \
+        [(64, 11, 4), (192, 5, 1), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
+    assert n_trainable(m) == 61_100_840  # torchvision's AlexNet
