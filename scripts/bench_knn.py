@@ -43,8 +43,8 @@ K = 5
 BATCH = 64
 RESULTS_TITLE = "# Benchmark results\n"
 SECTION_START, SECTION_END = "<!-- knn:start -->", "<!-- knn:end -->"
-IVF_NPROBES = (1, 2, 4, 8, 16, 32, 64)
-HNSW_EFS = (8, 16, 32, 64, 128, 256)
+IVF_NPROBES = (1, 4, 8, 16, 32, 64, 128)
+HNSW_EFS = (16, 32, 64, 128, 256)
 CHUNK_ROWS = 16384  # synthetic rows are drawn per chunk: chunk i from default_rng([seed, stream, i])
 TRAIN_CHUNKS = 4  # IVF built from chunks trains on the first 65,536 rows (64 per cell at 1M)
 
@@ -54,7 +54,7 @@ TRAIN_CHUNKS = 4  # IVF built from chunks trains on the first 65,536 rows (64 pe
 class SyntheticFeatures:
     """Post-ReLU-like features: relu(latent @ W + bias + noise), latent = centre + spread * N(0, 1)."""
 
-    def __init__(self, dim, rank=64, clusters=1000, spread=0.6, noise=0.3, bias=0.3, seed=0):
+    def __init__(self, dim, rank=64, clusters=1000, spread=1.0, noise=0.3, bias=0.3, seed=0):
         rng = np.random.default_rng([seed, 2**31])
         self.dim, self.rank, self.seed = dim, rank, seed
         self.spread, self.noise, self.bias = spread, noise, bias
@@ -194,17 +194,34 @@ def sweep(index, Q, truth, name, values, budget_s, max_queries):
 
 # ---------------------------------------------------------------------------------- the run
 
-def plan(args, n, d):
-    """Backends to run at this size, and the ones skipped with the reason."""
+def duration(seconds) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def plan(args, n, d, results):
+    """Backends to run at this size, and the ones skipped with the reason (from earlier sizes)."""
+    def earlier(backend):
+        rows = [r for r in results if r["backend"] == backend]
+        return rows[-1] if rows else None
+
     run, skipped = [], []
     for backend in args.backends:
-        reason = None
+        reason, prev = None, earlier(backend)
         if backend == "balltree" and n > args.balltree_max_n:
-            reason = (f"BallTree at {d}-d visits nearly every leaf: a float64 scan, ~10x brute per query "
-                      f"(~50 ms at 20k) plus an n log n build; run only up to n={args.balltree_max_n}")
+            brute = [r for r in results if r["backend"] == "brute" and prev and r["n"] == prev["n"]]
+            seen = (f" ({prev['single_ms_p50']:.0f} ms per query at n={prev['n']:,}"
+                    + (f", {prev['single_ms_p50'] / brute[0]['single_ms_p50']:.0f}x brute)" if brute else ")")
+                    if prev else "")
+            reason = (f"at {d}-d the tree prunes almost nothing: each query is a float64 scan of all items"
+                      f"{seen}; run only up to n={args.balltree_max_n:,} (--balltree-max-n)")
         elif backend == "faiss-hnsw" and n > args.hnsw_max_n:
-            reason = (f"HNSW build costs ~2.5 ms per item at 2048-d on 2 cores (~{n * 2.5e-3 * d / 2048 / 60:.0f} min "
-                      f"here); run only up to n={args.hnsw_max_n}")
+            per_item = prev["build_s"] / prev["n"] if prev else 2.5e-3
+            reason = (f"HNSW build {per_item * 1e3:.1f} ms per item at {d}-d"
+                      + (f" (measured at n={prev['n']:,})" if prev else "")
+                      + f": ~{duration(n * per_item)} here; run only up to n={args.hnsw_max_n:,} (--hnsw-max-n)")
+        elif backend == "faiss-flat" and n > args.flat_max_n:
+            reason = (f"the same exact scan as brute (faiss uses one thread for one query) and a second copy of the "
+                      f"vectors; run only up to n={args.flat_max_n:,} (--flat-max-n) to keep the run short")
         elif backend == "faiss-flat" and n * d * 4 * 1.15 > mem_available_bytes():
             reason = "faiss keeps its own copy of the vectors: a second copy does not fit in memory"
         (skipped if reason else run).append((backend, reason))
@@ -231,7 +248,7 @@ def run(args):
         sizes = sorted({min(n, len(pool)) for n in args.sizes})
         dim = feats.shape[1]
     else:
-        gen = SyntheticFeatures(args.dim, rank=args.rank, clusters=args.clusters, seed=args.seed)
+        gen = SyntheticFeatures(args.dim, rank=args.rank, clusters=args.clusters, spread=args.spread, seed=args.seed)
         source = gen.describe()
         Q_all = gen.make(args.queries, stream=1)
         sizes, dim = args.sizes, args.dim
@@ -250,7 +267,7 @@ def run(args):
         truth = exact_neighbours(X, Q_all)
         print(f"  exact ground truth for {len(Q_all)} queries: {time.perf_counter() - t:.1f} s", flush=True)
         bound_ms = n * dim * 4 / (bandwidth["best"] * 1e9) * 1e3
-        backends, skip = plan(args, n, dim)
+        backends, skip = plan(args, n, dim, results)
         skipped += skip
         for s in skip:
             print(f"  skip {s['backend']}: {s['reason']}", flush=True)
@@ -405,12 +422,14 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=2048, help="feature dimension of the synthetic data")
     p.add_argument("--rank", type=int, default=64, help="latent rank of the synthetic data")
     p.add_argument("--clusters", type=int, default=1000, help="latent clusters (0: one Gaussian, no structure)")
+    p.add_argument("--spread", type=float, default=1.0, help="within-cluster spread (cluster centres have std 1)")
     p.add_argument("--features", type=Path, help="a float32 features.npy to use instead of synthetic data")
     p.add_argument("--queries", type=int, default=200, help="held-out queries")
     p.add_argument("--backends", default="brute,faiss-flat,balltree,faiss-hnsw,faiss-ivf")
     p.add_argument("--balltree-max-n", type=int, default=50000)
     p.add_argument("--hnsw-max-n", type=int, default=20000)
-    p.add_argument("--budget", type=float, default=15.0, help="seconds per timing loop (single / batch)")
+    p.add_argument("--flat-max-n", type=int, default=200000)
+    p.add_argument("--budget", type=float, default=10.0, help="seconds per timing loop (single / batch)")
     p.add_argument("--threads", type=int, default=None, help="threads for faiss and BLAS (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/bench_knn.json"))

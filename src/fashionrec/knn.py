@@ -292,7 +292,7 @@ class KNNIndex:
                     self._build_tree()
             else:
                 self._faiss = self._new_faiss(backend, X)
-                self._faiss.add(X)
+                self._faiss_add(X, backend)
                 if backend == "faiss-ivf":
                     self._faiss.make_direct_map()  # id -> vector, for re-ranking and save
             if backend in ("balltree", "faiss-flat"):
@@ -319,14 +319,33 @@ class KNNIndex:
         if nlist > n:
             raise ValueError(f"nlist must be at most the number of vectors ({n}); got {nlist}")
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-        # k-means on at most 64 points per cell and 10 iterations (faiss: 256 and 25): the cells
-        # only route queries, and at 1M x 2048 this keeps training under a minute on 2 cores.
+        # k-means on at most 40 points per cell (faiss recommends >= 39) and 10 iterations (faiss's
+        # defaults: 256 and 25): the cells only route queries, and at 1M x 2048 this keeps
+        # training to about 20 s on 2 cores.
         index.cp.niter = 10
-        index.cp.max_points_per_centroid = 64
+        index.cp.max_points_per_centroid = 40
         index.cp.min_points_per_centroid = 1  # no warning spam for small n; nlist is capped above
         index.train(X)
         self.nlist_ = nlist
         return index
+
+    def _faiss_add(self, X, backend):
+        if backend != "faiss-ivf":
+            self._faiss.add(X)
+            return
+        # IVF: assign rows to cells with numpy's BLAS (about 2x faiss's bundled one here; at
+        # 1M x 2048 with 1000 cells this is the bulk of the build), then add them preassigned.
+        faiss = _import_faiss()
+        centroids = self._faiss.quantizer.reconstruct_n(0, self._faiss.nlist)
+        sq_norms = _squared_norms(centroids)
+        block = max(1, min(_CHUNK_ROWS, _BLOCK_BYTES // (4 * len(centroids))))
+        for start in range(0, len(X), block):
+            rows = X[start:start + block]
+            scores = rows @ centroids.T
+            scores *= -2
+            scores += sq_norms
+            cells = np.ascontiguousarray(scores.argmin(axis=1), dtype=np.int64)
+            self._faiss.add_core(len(rows), faiss.swig_ptr(rows), None, faiss.swig_ptr(cells))
 
     def add(self, X) -> np.ndarray:
         """Append rows; existing items keep ids 0..n-1, the new ones get n, n+1, ... (returned).
@@ -339,7 +358,7 @@ class KNNIndex:
         ids = np.arange(self._n, self._n + len(X), dtype=np.int64)
         with _limit_threads(self.threads):
             if self._faiss is not None:
-                self._faiss.add(X)
+                self._faiss_add(X, self.backend_)
             else:
                 self._X = np.concatenate([self._X, X])
                 if self.backend_ == "brute":

@@ -949,7 +949,8 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
         with atomic_dir(out_dir / "fashion") as tmp:
             (tmp / "images").mkdir()
             paths = [f"images/{i + 1:06d}.jpg" for i in range(n)]
-            jobs = [(str(tmp / p), c, t, size, [seed, FASHION, i]) for i, (p, (c, t)) in enumerate(zip(paths, fashion))]
+            jobs = [(str(tmp / p), c, t, size, [seed, FASHION, i])
+                    for i, (p, (c, t)) in enumerate(zip(paths, fashion))]
             _render_all(jobs, pool, progress, "fashion")
             _write_csv(tmp / "category.csv", ["path", "label"], [(p, c) for p, (c, _) in zip(paths, fashion)])
             _write_csv(tmp / "texture.csv", ["path", "label"], [(p, t) for p, (_, t) in zip(paths, fashion)])

@@ -2,5 +2,6 @@
 
 from .alexnet import AlexNet, alexnet
 from .bninception import BNInception, bninception
+from .weights import get_weights, set_weights
 
-__all__ = ["AlexNet", "alexnet", "BNInception", "bninception"]
+__all__ = ["AlexNet", "alexnet", "BNInception", "bninception", "get_weights", "set_weights"]
