@@ -46,3 +46,30 @@ def test_alexnet_matches_torchvision_layout():
     assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == \
         [(64, 11, 4), (192, 5, 1), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
     assert n_trainable(m) == 61_100_840  # torchvision's AlexNet
+
+
+@pytest.mark.parametrize("build", [alexnet, bninception])
+def test_builders_validate_their_arguments(build):
+    with pytest.raises(ValueError, match="num_classes"):
+        build(num_classes=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        build(num_classes=2.0)
+    with pytest.raises(ValueError, match="dropout"):
+        build(num_classes=3, dropout=1.0)
+
+
+def test_weights_round_trip_through_numpy_and_refuse_misfits():
+    from fashionrec.engines.torch import get_weights, set_weights
+
+    torch.manual_seed(0)
+    src, dst = bninception(5), bninception(5)
+    src.blocks[0].branch1[1].running_mean.fill_(0.25)  # buffers travel too
+    weights = get_weights(src)
+    assert not any(k.endswith("num_batches_tracked") for k in weights)
+    set_weights(dst, weights)
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    with pytest.raises(ValueError, match=r"wrong shape: .*fc.weight \(5, 1024\) \(expected \(3, 1024\)\)"):
+        set_weights(bninception(3), weights)
+    del weights["stem.0.0.bias"]
+    with pytest.raises(ValueError, match="missing: stem.0.0.bias"):
+        set_weights(dst, weights)

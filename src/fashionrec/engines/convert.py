@@ -59,21 +59,27 @@ def _rename_batchnorm(state: Mapping[str, object], leaves: Mapping[str, str]) ->
     return out
 
 
-@lru_cache(maxsize=16)
 def torch_shapes(arch: str, num_classes: int, conv_bias: bool = True) -> dict[str, tuple]:
     """Parameter and buffer shapes of the torch ``arch`` (state-dict names, no step counters)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    return dict(_torch_shapes(arch, num_classes, conv_bias))
+
+
+@lru_cache(maxsize=16)
+def _torch_shapes(arch: str, num_classes: int, conv_bias: bool) -> tuple[tuple[str, tuple], ...]:
     import torch
 
     from .torch import alexnet, bninception
 
     with torch.device("meta"):  # shapes only: nothing allocated, no initialisation arithmetic
         model = alexnet(num_classes) if arch == "alexnet" else bninception(num_classes, conv_bias=conv_bias)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(_STEP_COUNTER)}
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith(_STEP_COUNTER))
 
 
 def _expected_torch_shapes(arch: str, state: Mapping[str, np.ndarray], what: str) -> dict[str, tuple]:
     """The torch shapes for ``arch`` with the class count and conv bias that ``state`` has."""
-    if arch not in ARCHS:
+    if arch not in ARCHS:  # before looking into the weights: the arch is the caller's mistake
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     if "fc.weight" not in state or len(np.shape(state["fc.weight"])) != 2:
         raise ValueError(f"{what} have no 2-d 'fc.weight' (the classifier): not {arch} weights")
@@ -104,7 +110,7 @@ def convert_weights(arch: str, weights: Mapping[str, np.ndarray], source: str, t
     for label, engine in (("source", source), ("target", target)):
         if engine not in ENGINES:
             raise ValueError(f"{label} must be one of {', '.join(ENGINES)}; got {engine!r}")
-    if source == target:  # nothing to rename, but still check the weights fit
-        return dict(gluon_to_torch(arch, torch_to_gluon(arch, weights)) if source == "torch"
-                    else torch_to_gluon(arch, gluon_to_torch(arch, weights)))
+    if source == target:  # nothing to rename, but the weights are still checked
+        there, back = (torch_to_gluon, gluon_to_torch) if source == "torch" else (gluon_to_torch, torch_to_gluon)
+        return back(arch, there(arch, weights))
     return torch_to_gluon(arch, weights) if source == "torch" else gluon_to_torch(arch, weights)

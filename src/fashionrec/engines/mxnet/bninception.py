@@ -5,6 +5,10 @@ Children carry the torch model's names and positions (``stem.0.0`` the first con
 (``_collect_params_with_prefix``) are torch's state-dict names with BatchNorm's
 ``weight``/``bias`` called ``gamma``/``beta``. Pools, padding, BatchNorm epsilon and momentum
 (Gluon's momentum is 1 - torch's) are torch's, so converted weights give the same outputs.
+
+One training difference stays: Gluon updates BatchNorm's running variance with the biased batch
+variance (torch: unbiased), a factor (n - 1) / n with n = batch x height x width values per
+channel; it matters only for tiny maps and batches.
 """
 
 from __future__ import annotations
