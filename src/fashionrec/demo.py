@@ -54,7 +54,7 @@ def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: b
     data, runs, index_dir = out / "data", out / "runs", out / "index"
     for stale in (runs, index_dir):  # a demo is a fresh run each time
         shutil.rmtree(stale, ignore_errors=True)
-    n, size = (240, 64) if quick else (1200, 96)
+    n, size = (240, 64) if quick else (1000, 64)
     log(f"[1/6] synthetic catalog: {n} images per tree at {size} px -> {data}")
     synthesize(data, n=n, size=size, seed=0, progress=progress)
 

@@ -17,6 +17,7 @@ from ...errors import UserError
 from ...io import atomic_path, read_json, write_json
 from .alexnet import alexnet
 from .bninception import bninception
+from .weights import get_weights, set_weights
 
 BUILDERS = {"alexnet": alexnet, "bninception": bninception}
 
@@ -109,15 +110,13 @@ class TorchClassifier:
     # ------------------------------------------------------------------ weights
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
-                if not k.endswith("num_batches_tracked")}
+        return get_weights(self.model)
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-        if missing or unexpected:
-            raise UserError(f"weights do not fit {self.arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        try:
+            set_weights(self.model, weights)
+        except ValueError as e:
+            raise UserError(f"weights do not fit {self.arch}: {e}") from None
 
     def save_weights(self, path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
@@ -140,7 +139,8 @@ class TorchClassifier:
         tensors = {}
         for pid, st in sd["state"].items():
             for key, val in st.items():
-                tensors[f"{pid}.{key}"] = (val if torch.is_tensor(val) else torch.tensor(val)).detach().cpu().contiguous()
+                val = val if torch.is_tensor(val) else torch.tensor(val)
+                tensors[f"{pid}.{key}"] = val.detach().cpu().contiguous()
         with atomic_path(directory / "optimizer.safetensors") as tmp:
             save_file(tensors, str(tmp))
         write_json(directory / "optimizer.json", {"param_groups": sd["param_groups"]})
