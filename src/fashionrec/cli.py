@@ -227,6 +227,23 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, device):
 
 
 @main.command(context_settings=SETTINGS)
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--to", "target", type=click.Choice(["torch", "mxnet"]), required=True, help="Target engine.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="New run directory (default: RUN_DIR-<engine>).")
+@friendly_errors
+def convert(run_dir, target, out):
+    """Convert a run's weights to the other engine (torch <-> mxnet).
+
+    Writes a new run directory whose model gives the same outputs on the other engine, e.g. to
+    serve a model trained with mxnet-cu112 on a GPU newer than mxnet supports.
+    """
+    from .runs import convert_run
+
+    click.echo(f"converted run: {convert_run(run_dir, target, out)}")
+
+
+@main.command(context_settings=SETTINGS)
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the synthetic data, runs, index and pictures.")
 @click.option("--quick", is_flag=True, help="A smaller, faster run (tests use it).")

@@ -64,3 +64,42 @@ def load_classifier(run_dir, device: str = "auto"):
     clf = build_classifier(info["engine"], info["arch"], len(info["classes"]), device=device)
     clf.load_weights(weights)
     return clf, info
+
+
+def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
+    """Write a copy of a run with its weights converted to the ``target`` engine.
+
+    This is what lets a model trained with mxnet-cu112 be served on a GPU mxnet cannot use.
+    The outputs agree to float rounding (the parity tests pin it).
+    """
+    import shutil
+
+    import yaml
+
+    from .engines.convert import convert_weights
+    from .io import atomic_dir, write_text
+
+    run_dir = Path(run_dir)
+    info = read_model_json(run_dir)
+    if target == info["engine"]:
+        raise UserError(f"{run_dir}: the run already uses engine {target}")
+    out = Path(out) if out else run_dir.with_name(f"{run_dir.name}-{target}")
+    if out.exists():
+        raise UserError(f"{out}: already exists; pick another --out")
+    source, _ = load_classifier(run_dir, device=device)
+    weights = convert_weights(info["arch"], source.get_weights(), info["engine"], target)
+    dest = build_classifier(target, info["arch"], len(info["classes"]), device=device)
+    dest.set_weights(weights)
+    with atomic_dir(out) as tmp:
+        for name in ("manifest.csv", "history.jsonl", "history.png"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, tmp / name)
+        if (run_dir / "config.yaml").is_file():
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+            cfg["engine"] = target
+            write_text(tmp / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        dest.save_weights(tmp / WEIGHTS_FILE[target])
+        new = dict(info, engine=target, weights=WEIGHTS_FILE[target], converted_from=str(run_dir),
+                   weights_sha256=sha256_file(tmp / WEIGHTS_FILE[target]))
+        write_model_json(tmp, new)
+    return out
