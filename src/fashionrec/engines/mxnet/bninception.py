@@ -16,20 +16,9 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-# (1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pool type, pool proj); 0 = no branch.
-# The same table as the torch model's (the parity tests hold the two together).
-INCEPTION = {
-    "3a": (64, 64, 64, 64, 96, "avg", 32),
-    "3b": (64, 64, 96, 64, 96, "avg", 64),
-    "3c": (0, 128, 160, 64, 96, "max", 0),
-    "4a": (224, 64, 96, 96, 128, "avg", 128),
-    "4b": (192, 96, 128, 96, 128, "avg", 128),
-    "4c": (160, 128, 160, 128, 160, "avg", 128),
-    "4d": (96, 128, 192, 160, 192, "avg", 128),
-    "4e": (0, 128, 192, 192, 256, "max", 0),
-    "5a": (352, 192, 320, 160, 224, "avg", 128),
-    "5b": (352, 192, 320, 192, 224, "max", 128),
-}
+from ..specs import BNINCEPTION_MODULES
+
+INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # Gluon's running = momentum * running + (1 - momentum) * batch: torch's 0.1
 
