@@ -4,24 +4,50 @@ import json
 
 import pytest
 
-from fashionrec.demo import run_demo
+from fashionrec.config import StageConfig, load_config
+from fashionrec.demo import CONFIG_DIR, run_demo
 from fashionrec.runs import read_model_json
+from fashionrec.train import train
+
+# Chance is 1/9 (category) and 1/5 (texture; pretraining sees 12 texture attribute names).
+# The margins hold run after run (training is seeded on the CPU); they are not lucky numbers.
+MIN_VAL_ACC = {("pretrain", "category"): 0.4, ("pretrain", "texture"): 0.25,
+               ("finetune", "category"): 0.4, ("finetune", "texture"): 0.4}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    run_demo(out, progress=False, log=lambda *_: None)
+    return out
 
 
 @pytest.mark.slow
-def test_demo_learns_both_tasks_and_ranks_alike_items(tmp_path):
-    summary = run_demo(tmp_path / "demo", progress=False, log=lambda *_: None)
-    runs = tmp_path / "demo" / "runs"
-    chance = {"category": 1 / 9, "texture": 1 / 5}
-    for stage in ("pretrain", "finetune"):
-        for task in ("category", "texture"):
-            info = read_model_json(runs / stage / f"bninception-{task}")
-            acc = info["metrics"]["val_acc"]
-            # A margin that holds run after run (seeded on CPU), not a lucky number.
-            assert acc > 2.5 * chance[task], (stage, task, acc)
-    assert summary["recommendations"].stat().st_size > 50_000
-    retrieval = json.loads((tmp_path / "demo" / "index" / "retrieval.json").read_text())
-    raw = retrieval["variants"]["concat raw"]
-    # Neighbours share the query's labels far more often than a random pick would.
-    assert raw["category"]["precision@5"] > 2 * chance["category"]
-    assert raw["texture"]["precision@5"] > 2 * chance["texture"]
+def test_demo_learns_both_tasks(demo_dir):
+    for (stage, task), floor in MIN_VAL_ACC.items():
+        info = read_model_json(demo_dir / "runs" / stage / f"bninception-{task}")
+        assert info["metrics"]["val_acc"] > floor, (stage, task, info["metrics"])
+    for name in ("recommendations.png", "index/retrieval.json", "index/precision_at_k.png",
+                 "runs/finetune/bninception-texture/history.png",
+                 "runs/finetune/bninception-category/confusion-val.png"):
+        assert (demo_dir / name).stat().st_size > 1000, name
+
+
+@pytest.mark.slow
+def test_demo_ranking_beats_chance_and_concatenation_helps(demo_dir):
+    r = json.loads((demo_dir / "index" / "retrieval.json").read_text())["variants"]
+    assert r["concat raw"]["category"]["precision@5"] > 0.3  # chance 0.11
+    assert r["concat raw"]["texture"]["precision@5"] > 0.3  # chance 0.2
+    # Same category AND texture: the concatenated feature beats each block alone (the paper's idea).
+    both = {name: v["both"]["precision@5"] for name, v in r.items()}
+    assert both["concat raw"] > max(both["category only"], both["texture only"])
+
+
+@pytest.mark.slow
+def test_mxnet_engine_learns_with_the_same_config(demo_dir):
+    cfg = load_config(StageConfig, CONFIG_DIR / "pretrain-category.yaml", [
+        "engine=mxnet", f"data.root={demo_dir / 'data' / 'deepfashion'}", f"output.dir={demo_dir / 'runs-mx'}"])
+    run = train(cfg, progress=False, log=lambda *_: None)
+    info = read_model_json(run)
+    assert info["engine"] == "mxnet"
+    assert info["metrics"]["val_acc"] > MIN_VAL_ACC[("pretrain", "category")], info["metrics"]
