@@ -142,17 +142,37 @@ def recall_at(found, truth) -> float:
     return float(np.mean([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth)]))
 
 
-def single_query_latencies(index, Q, budget_s, max_queries):
-    """Seconds per query, one at a time, until max_queries or budget_s (at least 5 queries)."""
+class ReadPass:
+    """One read of an array's bytes by one numpy reduction thread per core: the bandwidth bound."""
+
+    def __init__(self, X):
+        threads = os.cpu_count() or 1
+        self.parts = np.array_split(X.reshape(-1), threads)
+        self.pool = ThreadPoolExecutor(threads)
+
+    def __call__(self) -> float:
+        t = time.perf_counter()
+        list(self.pool.map(np.max, self.parts))
+        return time.perf_counter() - t
+
+
+def single_query_latencies(index, Q, budget_s, max_queries, read_pass=None):
+    """Seconds per query, one at a time, until max_queries or budget_s (at least 5 queries).
+
+    With ``read_pass``, each query is followed by one read of the indexed vectors, so the two are
+    timed under the same conditions (other jobs on a shared machine come and go); returns both.
+    """
     index.query(Q[:1], K)  # warm-up (lazy imports, first-touch)
-    times, start = [], time.perf_counter()
+    times, reads, start = [], [], time.perf_counter()
     for i in range(min(max_queries, len(Q))):
         t = time.perf_counter()
         index.query(Q[i:i + 1], K)
         times.append(time.perf_counter() - t)
+        if read_pass is not None:
+            reads.append(read_pass())
         if i >= 4 and time.perf_counter() - start > budget_s:
             break
-    return np.array(times)
+    return (np.array(times), np.array(reads)) if read_pass is not None else np.array(times)
 
 
 def batch_qps(index, Q, budget_s):
@@ -167,8 +187,15 @@ def batch_qps(index, Q, budget_s):
             return done / elapsed
 
 
-def measure(index, Q, truth, budget_s, max_queries):
-    lat = single_query_latencies(index, Q, budget_s, max_queries)
+def measure(index, Q, truth, budget_s, max_queries, read_pass=None):
+    out = {}
+    if read_pass is not None:
+        lat, reads = single_query_latencies(index, Q, budget_s, max_queries, read_pass)
+        read_ms = float(np.percentile(reads, 50)) * 1e3
+        out = {"read_ms_p50": round(read_ms, 3),
+               "ratio_to_read": round(float(np.percentile(lat, 50)) * 1e3 / read_ms, 2)}
+    else:
+        lat = single_query_latencies(index, Q, budget_s, max_queries)
     found = index.query(Q, K)[1]
     return {
         "single_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 3),
@@ -176,6 +203,7 @@ def measure(index, Q, truth, budget_s, max_queries):
         "n_single": int(len(lat)),
         "batch64_qps": round(batch_qps(index, Q, budget_s), 1),
         "recall_at_5": round(recall_at(found, truth), 4),
+        **out,
     }
 
 
@@ -237,7 +265,7 @@ def run(args):
     machine.update(faiss=package_version("faiss-cpu"), sklearn=package_version("scikit-learn"),
                    loadavg_start=[round(x, 2) for x in os.getloadavg()])
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['mem_gib']} GiB", flush=True)
-    bandwidth = memory_bandwidth()
+    bandwidth = memory_bandwidth(args.bandwidth_gib)
     gc.collect()
     print(f"memory bandwidth: {bandwidth} GB/s", flush=True)
 
@@ -283,14 +311,16 @@ def run(args):
             build_s = time.perf_counter() - t
             row = {"n": n, "dim": dim, "backend": backend, "params": index.get_params(), "build_s": round(build_s, 2),
                    "nbytes": int(index.nbytes)}
-            row.update(measure(index, Q_all, truth, args.budget, args.queries))
-            if backend in ("brute", "faiss-flat", "balltree"):
+            exact = backend in ("brute", "faiss-flat", "balltree")
+            row.update(measure(index, Q_all, truth, args.budget, args.queries, ReadPass(X) if exact else None))
+            if exact:
                 row["bandwidth_bound_ms"] = round(bound_ms, 3)
                 row["ratio_to_bound"] = round(row["single_ms_p50"] / bound_ms, 2)
             print(f"  {backend:<10} build {build_s:7.1f} s  {row['nbytes'] / 2**20:8.0f} MiB  "
                   f"p50 {row['single_ms_p50']:8.2f} ms  p95 {row['single_ms_p95']:8.2f} ms  "
                   f"batch {row['batch64_qps']:8.0f} q/s  recall@5 {row['recall_at_5']:.3f}"
-                  + (f"  ({row['ratio_to_bound']:.2f}x bound {bound_ms:.1f} ms)" if "ratio_to_bound" in row else ""),
+                  + (f"  ({row['ratio_to_read']:.2f}x a read of the data, {row['read_ms_p50']:.1f} ms; "
+                     f"{row['ratio_to_bound']:.2f}x n*d*4/bandwidth)" if exact else ""),
                   flush=True)
             results.append(row)
             if backend in ("faiss-ivf", "faiss-hnsw"):
@@ -340,9 +370,14 @@ def targets(report) -> list[str]:
     lines = []
     exact20 = [r for r in report["results"] if r["n"] == 20000 and r["backend"] in ("brute", "faiss-flat")]
     for r in exact20:
-        ok = r["ratio_to_bound"] <= 1.5
-        lines.append(f"{'MET' if ok else 'MISSED'}: exact search at 20k ({r['backend']}): p50 {r['single_ms_p50']:.2f} ms "
-                     f"= {r['ratio_to_bound']:.2f}x the bandwidth bound {r['bandwidth_bound_ms']:.2f} ms (target <= 1.5x)")
+        # the bound measured under the same conditions (a read of the data after each query) decides;
+        # the bound from the start-of-run bandwidth is shown beside it
+        ratio = r.get("ratio_to_read", r["ratio_to_bound"])
+        lines.append(f"{'MET' if ratio <= 1.5 else 'MISSED'}: exact search at 20k ({r['backend']}): p50 "
+                     f"{r['single_ms_p50']:.2f} ms = {ratio:.2f}x the bandwidth bound"
+                     + (f" (a read of the same bytes, interleaved: {r['read_ms_p50']:.2f} ms; "
+                        f"{r['ratio_to_bound']:.2f}x n*d*4 / the start-of-run bandwidth)" if "ratio_to_read" in r else "")
+                     + " (target <= 1.5x)")
     big = max((r["n"] for r in report["results"]), default=0)
     if big >= 1_000_000:
         points = [(s["single_ms_p50"], s["recall_at_5"], s["backend"], f"{s['param']}={s['value']}")
@@ -362,6 +397,10 @@ def targets(report) -> list[str]:
     else:
         lines.append("NOT MEASURED: 1M items (the sizes of this run stop below 1M)")
     return lines
+
+
+def fmt(row, key) -> str:
+    return f"{row[key]:.2f}" if key in row else ""
 
 
 def markdown(report, out_path) -> str:
@@ -385,16 +424,18 @@ def markdown(report, out_path) -> str:
         + (f" Run time {report['elapsed_s'] / 60:.1f} min." if "elapsed_s" in report else ""),
         "",
         f"Data: {data_line}; {report['queries']} held-out queries, k={report['k']}; single-query latency "
-        f"one query at a time; throughput in batches of {report['batch']}. Recall@5 is against exact search; "
-        f"'x bound' is exact single-query time over n*d*4 bytes / bandwidth.",
+        f"one query at a time; throughput in batches of {report['batch']}. Recall@5 is against exact search. "
+        f"For the exact backends, 'x read' is the p50 query time over the p50 time of one read of the same "
+        f"n*d*4 bytes (numpy reductions, one thread per core) measured right after each query, i.e. under "
+        f"the same load; 'x bound' divides by n*d*4 / the bandwidth measured at the start instead.",
         "",
-        "| n | backend | build s | memory MiB | p50 ms | p95 ms | batch q/s | recall@5 | x bound |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| n | backend | build s | memory MiB | p50 ms | p95 ms | batch q/s | recall@5 | x read | x bound |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(f"| {r['n']:,} | {r['backend']} | {r['build_s']:.1f} | {r['nbytes'] / 2**20:,.0f} | "
                      f"{r['single_ms_p50']:.2f} | {r['single_ms_p95']:.2f} | {r['batch64_qps']:,.0f} | "
-                     f"{r['recall_at_5']:.3f} | {format(r['ratio_to_bound'], '.2f') if 'ratio_to_bound' in r else ''} |")
+                     f"{r['recall_at_5']:.3f} | {fmt(r, 'ratio_to_read')} | {fmt(r, 'ratio_to_bound')} |")
     if report["sweeps"]:
         lines += ["", "Search-time settings of the approximate backends (same build):", "",
                   "| n | backend | setting | recall@5 | p50 ms |", "|---:|---|---|---:|---:|"]
@@ -445,9 +486,10 @@ def parse_args(argv=None):
     p.add_argument("--balltree-max-n", type=int, default=50000)
     p.add_argument("--hnsw-max-n", type=int, default=20000)
     p.add_argument("--flat-max-n", type=int, default=200000)
-    p.add_argument("--budget", type=float, default=10.0, help="seconds per timing loop (single / batch)")
+    p.add_argument("--budget", type=float, default=8.0, help="seconds per timing loop (single / batch)")
     p.add_argument("--threads", type=int, default=None, help="threads for faiss and BLAS (default: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bandwidth-gib", type=float, default=1.0, help="array size for the bandwidth measurement")
     p.add_argument("--out", type=Path, default=Path("benchmarks/bench_knn.json"))
     p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"),
                    help="markdown file whose k-NN section is replaced ('' to skip)")

@@ -137,3 +137,14 @@ def test_index_from_another_version_is_refused(built_index, tmp_path):
     (copy / "index.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="rebuild the index"):
         CatalogIndex.load(copy)
+
+
+def test_approximate_backend_is_saved_not_retrained(synth_root, extractor_runs, tmp_path, monkeypatch):
+    out = tmp_path / "hnsw"
+    build_index(index_config(synth_root, extractor_runs, out, backend="faiss-hnsw"), progress=False,
+                log=lambda *_: None)
+    assert (out / "knn" / "index.faiss").is_file()
+    monkeypatch.setattr(KNNIndex, "fit", lambda *a, **k: pytest.fail("loading must not rebuild HNSW"))
+    idx = CatalogIndex.load(out)
+    d, i = idx.query(idx.features[:3], 1)
+    assert i[:, 0].tolist() == [0, 1, 2] and (d[:, 0] < 1e-3).all()

@@ -280,3 +280,34 @@ def test_bad_calls_are_value_errors(gaussian):
     with pytest.raises(ValueError, match="^nlist must be at most"):
         KNNIndex("faiss-ivf", nlist=50).fit(X[:10])
     assert set(BACKENDS) == {"auto", *ALL_BACKENDS}
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_knn.py"
+    spec = importlib.util.spec_from_file_location("bench_knn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_writes_json_and_only_its_own_section(tmp_path):
+    bench = _bench_module()
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n")
+    out = tmp_path / "bench.json"
+    argv = ["--sizes", "300,600", "--dim", "16", "--queries", "20", "--budget", "0.05", "--bandwidth-gib", "0.01",
+            "--hnsw-max-n", "300", "--balltree-max-n", "300", "--out", str(out), "--results", str(results)]
+    report = bench.main(argv)
+    saved = json.loads(out.read_text())
+    assert saved["results"] == report["results"]
+    rows = {(r["n"], r["backend"]) for r in saved["results"]}
+    assert (300, "faiss-hnsw") in rows and (600, "faiss-hnsw") not in rows
+    assert {s["backend"] for s in saved["skipped"]} == {"faiss-hnsw", "balltree"}
+    assert all(r["recall_at_5"] == 1.0 for r in saved["results"] if r["backend"] in EXACT_BACKENDS)
+    text = results.read_text()
+    assert "keep me" in text and text.count("<!-- knn:start -->") == 1 and "| 600 | brute |" in text
+    bench.main(argv[:-2] + ["--results", str(results), "--render", str(out)])  # re-render: replaced, not added
+    assert results.read_text().count("<!-- knn:start -->") == 1 and "keep me" in results.read_text()

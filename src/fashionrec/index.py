@@ -36,6 +36,7 @@ from .knn import KNNIndex
 from .metrics import l2_normalize
 
 INDEX_FORMAT = 1
+APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend
 
 
 @dataclass
@@ -83,7 +84,10 @@ class CatalogIndex:
         if features.ndim != 2 or features.shape != (len(items), meta["dim"]):
             raise UserError(f"{directory}: features.npy is {features.shape}, expected ({len(items)}, {meta['dim']})")
         index = cls(directory, features, items, meta, knn=None)
-        index.knn = KNNIndex.from_params(meta["backend_params"], index.search_vectors(features))
+        if (directory / APPROX_DIR).is_dir():  # HNSW / IVF: faiss's own file, no retraining
+            index.knn = KNNIndex.load(directory / APPROX_DIR)
+        else:  # exact backends rebuild from features.npy
+            index.knn = KNNIndex.from_params(meta["backend_params"], index.search_vectors(features))
         return index
 
 
@@ -163,7 +167,13 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
     backend = old.meta["backend_params"]["backend"] if old else cfg.backend
     l2 = old.meta["l2_normalize"] if old else cfg.l2_normalize
     vectors = l2_normalize(features, blocks=extractor.blocks) if l2 else features
-    knn = KNNIndex(backend=backend).fit(vectors) if not old else KNNIndex.from_params(old.meta["backend_params"], vectors)
+    if old is None:
+        knn = KNNIndex(backend=backend).fit(vectors)
+    elif old.knn.exact:
+        knn = KNNIndex.from_params(old.meta["backend_params"], vectors)
+    else:  # keep the trained IVF cells / HNSW graph; new items get the next ids
+        knn = old.knn
+        knn.add(vectors[len(old.items):])
     root_abs = Path(root).resolve()
     meta = {
         "format": INDEX_FORMAT,
@@ -183,6 +193,8 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
         write_text(tmp / "items.csv", items_csv_text(items, columns))
         if bad:
             write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
+        if not knn.exact:
+            knn.save(tmp / APPROX_DIR)
         write_json(tmp / "index.json", meta)
     if bad:
         log(f"skipped {len(bad)} unreadable image(s); listed in {out / 'bad_images.txt'}")

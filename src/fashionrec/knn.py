@@ -10,7 +10,7 @@ brute         yes        numpy: one float32 matrix product against the stored ve
 faiss-flat    yes        ``faiss.IndexFlatL2``
 faiss-hnsw    no         ``faiss.IndexHNSWFlat`` (graph; slow to build at 2048-d)
 faiss-ivf     no         ``faiss.IndexIVFFlat`` (k-means cells; ``nprobe`` of ``nlist`` scanned)
-auto                     exact ``brute`` up to ``AUTO_EXACT_MAX_BYTES`` of vectors, else ``faiss-ivf``
+auto                     ``brute`` up to ``AUTO_EXACT_MAX_BYTES`` (1 GiB) of vectors, else ``faiss-ivf``
 ============  =========  ==================================================================
 
 Results are the same for every backend where they are exact: each backend proposes candidates,
@@ -42,13 +42,16 @@ from .io import atomic_dir, load_npy, read_json, save_npy, write_json
 BACKENDS = ("auto", "balltree", "brute", "faiss-flat", "faiss-hnsw", "faiss-ivf")
 EXACT_BACKENDS = ("balltree", "brute", "faiss-flat")
 
-# `auto` rule, from scripts/bench_knn.py on 2 cores (AMD EPYC, ~35 GB/s measured bandwidth;
-# benchmarks/RESULTS.md). An exact float32 scan reads n*d*4 bytes per query and runs at ~1.0-1.1x
-# the bandwidth bound: 20k x 2048 (164 MB) in ~5 ms, 200k x 2048 (1.6 GB) in ~50 ms. Up to 1 GiB of
-# vectors (131k items at 2048-d, ~30 ms) exact search is fast enough and needs no training, so
-# `auto` keeps the paper's exact semantics there. Beyond, IVF: at 1M x 2048 it answers in a few
-# ms at recall@5 >= 0.95 and builds in about a minute, where HNSW takes ~2.5 ms per inserted item
-# at 2048-d on 2 cores (~40 min for 1M).
+# `auto` rule, from scripts/bench_knn.py (benchmarks/RESULTS.md) on 2 cores (AMD EPYC, 23-33 GB/s
+# measured, shared with other jobs), 2048-d synthetic post-ReLU-like features:
+# - exact search is memory-bound: one query reads n*d*4 bytes, and brute runs at ~1.1x the time
+#   of a plain read of those bytes (20k: ~8 ms, 200k: ~60 ms, 1M: 0.3-0.6 s per query). No training,
+#   and the paper's exact semantics. Up to 1 GiB of vectors (131k items at 2048-d, ~40 ms per
+#   query) that is fast enough for an interactive `recommend`, so `auto` stays exact there.
+# - beyond, IVF: at 1M it builds in ~2 min and answers in ~3 ms at recall@5 0.99 (nprobe 4) on
+#   clustered data; unstructured data need a far larger nprobe (see RESULTS.md). HNSW queries fast
+#   too, but builds at 2.5-8 ms per item at 2048-d on 2 cores (40 min to 2 h for 1M), so `auto` never
+#   picks it; ask for it by name for a catalog built once and queried long.
 AUTO_EXACT_MAX_BYTES = 1 << 30
 
 KNN_FORMAT = 1
@@ -144,8 +147,8 @@ class KNNIndex:
     Parameters
     ----------
     backend : one of ``BACKENDS``. ``"auto"`` picks ``"brute"`` (exact) while the vectors take at
-        most ``AUTO_EXACT_MAX_BYTES`` (1 GiB: 131k items at 2048-d, ~30 ms per query on 2 cores)
-        and ``"faiss-ivf"`` beyond; see the module constant for the measurements behind the rule.
+        most ``AUTO_EXACT_MAX_BYTES`` (1 GiB: 131k items at 2048-d, ~40 ms per query on 2 cores)
+        and ``"faiss-ivf"`` beyond; see the comment at that constant for the measurements.
     leaf_size : BallTree leaf size.
     hnsw_m : HNSW graph degree (``M``).
     ef_search : HNSW search breadth (raised to k when smaller).
