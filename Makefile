@@ -9,7 +9,7 @@ demo: $(VENV)/.installed
 	$(BIN)/fashionrec demo --out demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q --timeout=900
+	$(BIN)/python -m pytest -q --timeout=1800
 
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -44,10 +44,12 @@ EXACT_BACKENDS = ("balltree", "brute", "faiss-flat")
 
 # `auto` rule, from scripts/bench_knn.py (benchmarks/RESULTS.md) on 2 cores (AMD EPYC, 23-33 GB/s
 # measured, shared with other jobs), 2048-d synthetic post-ReLU-like features:
-# - exact search is memory-bound: one query reads n*d*4 bytes, and brute runs at ~1.1x the time
-#   of a plain read of those bytes (20k: ~8 ms, 200k: ~60 ms, 1M: 0.3-0.6 s per query). No training,
+# - exact search is memory-bound: one query reads n*d*4 bytes; brute's float32 GEMV takes ~1.5x a
+#   plain read of those bytes on the shared machine (~1.0x when it was idle): 20k: ~8 ms,
+#   200k: ~60-80 ms, 1M: ~0.4 s per query (faiss-flat: ~1.1-1.25x, one thread). No training,
 #   and the paper's exact semantics. Up to 1 GiB of vectors (131k items at 2048-d, ~40 ms per
-#   query) that is fast enough for an interactive `recommend`, so `auto` stays exact there.
+#   query) that is fast enough for an interactive `recommend`, so `auto` stays exact there, with
+#   brute: it keeps a reference to the caller's array where faiss-flat copies it.
 # - beyond, IVF: at 1M it builds in ~2 min and answers in ~3 ms at recall@5 0.99 (nprobe 4) on
 #   clustered data; unstructured data need a far larger nprobe (see RESULTS.md). HNSW queries fast
 #   too, but builds at 2.5-8 ms per item at 2048-d on 2 cores (40 min to 2 h for 1M), so `auto` never
