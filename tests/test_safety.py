@@ -120,25 +120,32 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_during_training_keeps_the_last_epoch_and_resume_finishes(synth_root, tmp_path):
+@pytest.mark.parametrize("kill_after", ["", "epoch 1:+0.0", "epoch 1:+0.4", "epoch 2:+0.1"])
+def test_sigterm_during_training_keeps_the_last_epoch_and_resume_finishes(synth_root, tmp_path, kill_after):
     base = [sys.executable, "-m", "fashionrec", "pretrain", "-c", "configs/demo/pretrain-category.yaml",
             "--set", f"data.root={synth_root / 'deepfashion'}", "--set", f"output.dir={tmp_path}",
             "--set", "model.input_size=32", "--set", "train.max_epochs=4", "--set", "train.patience=9",
             "--set", "train.limit_train_batches=2", "--set", "train.workers=0", "--no-progress"]
+    import json
+
     proc = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker, _, delay = kill_after.partition("+")
     for line in proc.stdout:
-        if line.startswith("epoch 1:"):
-            time.sleep(0.3)  # somewhere inside epoch 2
+        if line.startswith(marker):  # "": the first line, before any epoch has finished
+            time.sleep(float(delay or 0))
             proc.send_signal(signal.SIGTERM)
             break
     _, err = proc.communicate(timeout=120)
     state = tmp_path / "pretrain" / "bninception-category" / "last" / "state.json"
-    assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
-    import json
-
-    done = json.loads(state.read_text())["epoch"]
-    assert done in (1, 2)
-    r = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    if not state.exists():  # killed inside epoch 1: nothing to resume, and nothing half-written
+        assert marker == "" or delay
+        r = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "nothing to resume" in r.stderr
+        r = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    else:
+        assert "--resume" in err and json.loads(state.read_text())["epoch"] in (1, 2, 3)
+        r = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(state.read_text())["epoch"] == 4
     history = (tmp_path / "pretrain" / "bninception-category" / "history.jsonl").read_text().splitlines()
