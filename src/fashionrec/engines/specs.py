@@ -15,3 +15,11 @@ BNINCEPTION_MODULES = {
     "5a": (352, 192, 320, 160, 224, "avg", 128),
     "5b": (352, 192, 320, 192, 224, "max", 128),
 }
+
+
+def check_builder_args(num_classes, dropout) -> None:
+    """The builders' shared argument checks (errors name the parameter)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")

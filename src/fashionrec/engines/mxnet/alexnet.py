@@ -13,6 +13,8 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..specs import check_builder_args
+
 # torch's default Linear/Conv init draws U(+-1/sqrt(fan_in)); Xavier 'in' with magnitude 1 is that.
 _TORCH_LIKE_INIT = mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=1)
 
@@ -42,10 +44,7 @@ class AlexNet(HybridBlock):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        check_builder_args(num_classes, dropout)
         self.num_classes = num_classes
         self.num_features = 4096
         with self.name_scope():

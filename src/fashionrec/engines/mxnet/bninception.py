@@ -16,7 +16,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from ..specs import BNINCEPTION_MODULES
+from ..specs import BNINCEPTION_MODULES, check_builder_args
 
 INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
 BN_EPS = 1e-5
@@ -95,10 +95,7 @@ class BNInception(HybridBlock):
 
     def __init__(self, num_classes: int = 1000, conv_bias: bool = True, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        check_builder_args(num_classes, dropout)
         self.num_classes = num_classes
         with self.name_scope():
             self.stem = _sequential(

@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..specs import check_builder_args
+
 
 class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        check_builder_args(num_classes, dropout)
         self.num_classes = num_classes
         self.num_features = 4096
         self.features = nn.Sequential(

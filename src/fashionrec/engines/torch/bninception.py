@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..specs import BNINCEPTION_MODULES
+from ..specs import BNINCEPTION_MODULES, check_builder_args
 
 INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
 
@@ -75,10 +75,7 @@ class Inception(nn.Module):
 class BNInception(nn.Module):
     def __init__(self, num_classes: int = 1000, conv_bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        check_builder_args(num_classes, dropout)
         self.num_classes = num_classes
         self.stem = nn.Sequential(
             ConvBNReLU(3, 64, 7, 2, 3, bias=conv_bias),
