@@ -148,3 +148,22 @@ def test_approximate_backend_is_saved_not_retrained(synth_root, extractor_runs, 
     idx = CatalogIndex.load(out)
     d, i = idx.query(idx.features[:3], 1)
     assert i[:, 0].tolist() == [0, 1, 2] and (d[:, 0] < 1e-3).all()
+
+
+def test_index_is_found_again_from_another_folder_and_after_moving_the_tree(
+        synth_root, extractor_runs, tmp_path, monkeypatch):
+    proj = tmp_path / "proj"
+    shutil.copytree(extractor_runs["category"], proj / "runs" / "cat")
+    shutil.copytree(extractor_runs["texture"], proj / "runs" / "tex")
+    shutil.copytree(synth_root / "fashion", proj / "data")
+    monkeypatch.chdir(proj)
+    cfg = from_dict(IndexConfig, {"catalog": {"format": "csv", "root": "data/catalog.csv"},
+                                  "extractors": ["runs/cat", "runs/tex"], "output": "index",
+                                  "workers": 0, "device": "cpu"})
+    build_index(cfg, progress=False, log=lambda *_: None)
+    moved = tmp_path / "moved"
+    shutil.move(str(proj), str(moved))
+    monkeypatch.chdir(tmp_path)
+    rec = Recommender.load(moved / "index", device="cpu")
+    res = rec.recommend([moved / "data" / rec.index.items[4]["path"]], k=1)[0]
+    assert res["results"][0]["id"] == 4

@@ -1,7 +1,6 @@
 """Nothing is loaded by unpickling; parsers and decoding fail only with the toolkit's own error;
 a kill leaves the old artifact or the new one."""
 
-import os
 import pickle
 import shutil
 import signal

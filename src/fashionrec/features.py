@@ -50,7 +50,7 @@ class FeatureExtractor:
         out = []
         for run, info, (a, b) in zip(self.runs, self.infos, self.blocks):
             out.append({
-                "run": str(run), "task": info["task"], "engine": info["engine"], "arch": info["arch"],
+                "run": str(run.resolve()), "task": info["task"], "engine": info["engine"], "arch": info["arch"],
                 "classes": info["classes"], "num_features": b - a, "block": [a, b],
                 "input_size": info["input_size"], "normalization": info["normalization"],
                 # hash the file itself: model.json could be stale after a weights file was replaced

@@ -91,6 +91,12 @@ class CatalogIndex:
         return index
 
 
+def resolve_run(directory: Path, extractor: dict) -> Path:
+    """An extractor's run directory: relative to the index if it is there, else the recorded path."""
+    rel = directory / extractor.get("run_relative", "")
+    return rel if "run_relative" in extractor and (rel / "model.json").is_file() else Path(extractor["run"])
+
+
 def resolve_catalog_root(directory: Path, meta: dict) -> Path:
     rel = directory / meta["catalog"]["root_relative"]
     return rel if rel.exists() else Path(meta["catalog"]["root"])
@@ -175,6 +181,8 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
         knn = old.knn
         knn.add(vectors[len(old.items):])
     root_abs = Path(root).resolve()
+    for e in described:  # found again from the index even when the whole tree moves
+        e["run_relative"] = os.path.relpath(e["run"], out.resolve())
     meta = {
         "format": INDEX_FORMAT,
         "version": __version__,

@@ -15,7 +15,7 @@ import numpy as np
 from .data.images import DEFAULT_MAX_PIXELS
 from .errors import UserError
 from .features import FeatureExtractor
-from .index import CatalogIndex
+from .index import CatalogIndex, resolve_run
 
 
 class Recommender:
@@ -29,7 +29,7 @@ class Recommender:
         """Load ``index_dir``; ``extractors`` (run directories) default to those it was built with."""
         index = CatalogIndex.load(index_dir)
         recorded = index.meta["extractors"]
-        runs = list(extractors) if extractors else [e["run"] for e in recorded]
+        runs = list(extractors) if extractors else [resolve_run(index.directory, e) for e in recorded]
         if len(runs) != len(recorded):
             raise UserError(f"{index_dir}: index was built with {len(recorded)} extractor(s), got {len(runs)}")
         for run in runs:
