@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import platform
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,15 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout
-
-from fashionrec.io import write_json, write_text  # noqa: E402
+from benchlib import cpu_model, mem_available_bytes, update_results_md  # noqa: E402  (puts src/ on the path)
+from fashionrec.io import write_json  # noqa: E402
 from fashionrec.knn import KNNIndex  # noqa: E402
 
 K = 5
 BATCH = 64
-RESULTS_TITLE = "# Benchmark results\n"
-SECTION_START, SECTION_END = "<!-- knn:start -->", "<!-- knn:end -->"
 IVF_NPROBES = (1, 4, 8, 16, 32, 64, 128)
 HNSW_EFS = (16, 32, 64, 128, 256)
 CHUNK_ROWS = 16384  # synthetic rows are drawn per chunk: chunk i from default_rng([seed, stream, i])
@@ -95,23 +91,6 @@ class SyntheticFeatures:
 
 
 # ---------------------------------------------------------------------------------- machine
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        return m.group(1).strip() if m else platform.processor()
-    except OSError:
-        return platform.processor() or "unknown"
-
-
-def mem_available_bytes() -> int:
-    try:
-        m = re.search(r"^MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
-        return int(m.group(1)) * 1024
-    except (OSError, AttributeError):
-        return 0
-
 
 def _or_reduce(words):
     # an integer OR over the bits of float32 data: SIMD without NaN checks or pairwise sums, the
@@ -352,7 +331,7 @@ def run(args):
     write_json(args.out, report)
     print(f"\nwrote {args.out}")
     if args.results:
-        update_results_md(Path(args.results), markdown(report, args.out))
+        update_results_md(Path(args.results), "knn", markdown(report, args.out))
         print(f"updated the k-NN section of {args.results}")
     for line in report["targets"]:
         print(line)
@@ -421,7 +400,6 @@ def markdown(report, out_path) -> str:
                  f"(spread {data['spread']}), uniform noise std {data['noise']}" if data["kind"] == "synthetic"
                  else f"features from `{data['path']}` {data['shape']}")
     lines = [
-        SECTION_START,
         "## k-NN search",
         "",
         f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.",
@@ -465,20 +443,8 @@ def markdown(report, out_path) -> str:
               "- IVF recall depends on how the data cluster: the synthetic data have tight clusters, and IVF "
               "is easy when its cells line up with them (compare the sizes; `--clusters 0` draws one "
               "Gaussian, the hard case). Check on real features with `--features index/features.npy`.",
-              SECTION_END]
+              ]
     return "\n".join(lines) + "\n"
-
-
-def update_results_md(path: Path, section: str):
-    """Replace (or append) the k-NN section between its markers; other sections stay as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else RESULTS_TITLE
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    write_text(path, text)
 
 
 def parse_args(argv=None):
@@ -533,7 +499,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.render:
         report = json.loads(args.render.read_text(encoding="utf-8"))
-        update_results_md(Path(args.results), markdown(report, args.render))
+        update_results_md(Path(args.results), "knn", markdown(report, args.render))
         print(f"updated the k-NN section of {args.results} from {args.render}")
         return report
     return run(args)

@@ -1,0 +1,99 @@
+"""What every benchmark script shares: the machine it ran on, timing summaries, RESULTS.md sections.
+
+Each script owns one section of ``benchmarks/RESULTS.md`` between ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->`` and replaces only that, so the scripts can run in any order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # run from a checkout
+
+from fashionrec.io import write_text  # noqa: E402
+
+RESULTS_TITLE = "# Benchmark results\n"
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        return m.group(1).strip() if m else platform.processor()
+    except OSError:
+        return platform.processor() or "unknown"
+
+
+def mem_available_bytes() -> int:
+    try:
+        m = re.search(r"^MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        return int(m.group(1)) * 1024
+    except (OSError, AttributeError):
+        return 0
+
+
+def gpu_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # a benchmark must not fail on how it describes the machine
+        return "none"
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine(*packages: str) -> dict:
+    """CPU, cores, RAM, GPU, the 1-minute load average now, and the versions of ``packages``."""
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu_name(),
+            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(), "numpy": np.__version__, "loadavg_start": loadavg()}
+    for name in packages:
+        try:
+            info[name] = package_version(name)
+        except PackageNotFoundError:
+            info[name] = "not installed"
+    return info
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def machine_line(m: dict) -> str:
+    """One markdown sentence: the machine and how busy it was (numbers from a busy machine run slow)."""
+    load = f"{m.get('loadavg_start', '?')} / {m.get('loadavg_end', '?')}"
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB RAM, GPU {m['gpu']}. "
+            f"Load average (1 min) at start / end: {load} (above ~0.5, other jobs shared the cores).")
+
+
+def percentiles_ms(seconds) -> dict:
+    a = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p95_ms": round(float(np.percentile(a, 95)), 3),
+            "mean_ms": round(float(a.mean()), 3), "n": int(a.size)}
+
+
+def update_results_md(path: Path, name: str, section_body: str):
+    """Replace (or append) section ``name`` of ``path``; the other sections stay as they are."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = f"{start}\n{section_body.strip()}\n{end}\n"
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else RESULTS_TITLE
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    write_text(path, text)
