@@ -97,3 +97,42 @@ def update_results_md(path: Path, name: str, section_body: str):
     else:
         text = text.rstrip("\n") + "\n\n" + section
     write_text(path, text)
+
+
+# ---------------------------------------------------------------------------------- fixtures
+# Speed does not depend on what the weights learned, so the benchmarks use freshly initialised
+# networks written as ordinary run directories: every load goes through the toolkit's own code.
+
+CATEGORY_CLASSES = ["blouse", "dress", "pants", "pullover", "shirt", "shorts", "skirt", "top", "t-shirt"]
+TEXTURE_CLASSES = ["graphic", "plaid", "plain", "spotted", "striped"]
+
+
+def untrained_run(run_dir, engine: str, arch: str, task: str, input_size: int, seed: int = 0) -> Path:
+    """A run directory (model.json + weights) holding a freshly initialised network."""
+    from fashionrec.data.images import IMAGENET_MEAN, IMAGENET_STD
+    from fashionrec.engines.base import WEIGHTS_FILE, build_classifier
+    from fashionrec.runs import sha256_file, write_model_json
+
+    classes = CATEGORY_CLASSES if task == "category" else TEXTURE_CLASSES
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clf = build_classifier(engine, arch, len(classes), device="cpu", seed=seed)
+    weights = run_dir / WEIGHTS_FILE[engine]
+    clf.save_weights(weights)
+    write_model_json(run_dir, {
+        "engine": engine, "arch": arch, "task": task, "stage": "benchmark", "classes": classes,
+        "input_size": input_size, "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "num_features": clf.num_features, "weights": weights.name, "top_k": 3,
+        "weights_sha256": sha256_file(weights)})
+    return run_dir
+
+
+def synthetic_catalog(out_dir, n: int, size: int, seed: int = 0) -> Path:
+    """``n`` synthetic catalog JPEGs at ``size`` px; returns the labels CSV (path,category,texture)."""
+    from fashionrec.data.synth import synthesize
+
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "fashion" / "catalog.csv"
+    if not csv_path.is_file():
+        synthesize(out_dir, n=n, size=size, seed=seed, progress=False)
+    return csv_path

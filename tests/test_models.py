@@ -73,3 +73,33 @@ def test_weights_round_trip_through_numpy_and_refuse_misfits():
     del weights["stem.0.0.bias"]
     with pytest.raises(ValueError, match="missing: stem.0.0.bias"):
         set_weights(dst, weights)
+
+
+@pytest.mark.parametrize("arch", ["bninception", "alexnet"])
+def test_engine_inference_matches_the_unfused_network_and_follows_training(arch):
+    """extract() runs a BatchNorm-folded channels_last copy: same outputs, refreshed after a step."""
+    import numpy as np
+
+    from fashionrec.engines.base import build_classifier
+
+    clf = build_classifier("torch", arch, 5, device="cpu", seed=0)
+    clf.configure_optimizer("adam", 1e-3, 0.0, 0.9)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+    for _ in range(2):  # move BatchNorm statistics and weights off their initial values
+        clf.train_step(x, y)
+
+    def reference():
+        clf.model.eval()
+        with torch.no_grad():
+            fmap = clf.model.forward_features(torch.from_numpy(x))
+            return clf.model.forward_head(fmap).numpy(), clf.model.forward_head(fmap, pre_logits=True).numpy()
+
+    for _ in range(2):
+        logits, pooled = clf.extract(x)
+        want_logits, want_pooled = reference()
+        for got, want in ((logits, want_logits), (pooled, want_pooled)):
+            np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
+        clf.train_step(x, y)  # the folded copy must not keep the old weights
+    assert not np.allclose(clf.extract(x)[1], pooled)

@@ -20,6 +20,14 @@ class DataError(UserError):
     """A dataset, annotation file or image is wrong."""
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM; ``last/`` holds the last completed epoch."""
+
+    def __init__(self, run_dir, epoch):
+        super().__init__(f"interrupted; {run_dir}/last holds epoch {epoch}; continue with --resume")
+        self.run_dir, self.epoch = run_dir, epoch
+
+
 def where(path, line=None, key=None):
     """Format a location as ``path:line`` or ``path: key`` for error messages."""
     out = str(path)

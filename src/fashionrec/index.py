@@ -90,6 +90,22 @@ class CatalogIndex:
             index.knn = KNNIndex.from_params(meta["backend_params"], index.search_vectors(features))
         return index
 
+    def save(self, directory, bad: dict | None = None) -> Path:
+        """Write the index directory atomically: the old one stays until the new one is complete."""
+        directory = Path(directory)
+        columns = ["id", "path"] + list(self.meta["label_columns"])
+        with atomic_dir(directory) as tmp:
+            save_npy(tmp / "features.npy", self.features.astype(np.float32, copy=False))
+            write_text(tmp / "items.csv", items_csv_text(self.items, columns))
+            if bad:
+                write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
+            if not self.knn.exact:
+                self.knn.save(tmp / APPROX_DIR)
+            write_json(tmp / "index.json", dict(self.meta, n_items=len(self.items),
+                                                backend_params=self.knn.get_params()))
+        self.directory = directory
+        return directory
+
 
 def resolve_run(directory: Path, extractor: dict) -> Path:
     """An extractor's run directory: relative to the index if it is there, else the recorded path."""
@@ -196,14 +212,7 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
                     "format": cfg.catalog.format, "source": str(cfg.catalog.root)},
         "label_columns": [c for c in columns if c not in ("id", "path")],
     }
-    with atomic_dir(out) as tmp:
-        save_npy(tmp / "features.npy", features.astype(np.float32, copy=False))
-        write_text(tmp / "items.csv", items_csv_text(items, columns))
-        if bad:
-            write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
-        if not knn.exact:
-            knn.save(tmp / APPROX_DIR)
-        write_json(tmp / "index.json", meta)
+    CatalogIndex(out, features, items, meta, knn).save(out, bad=bad)
     if bad:
         log(f"skipped {len(bad)} unreadable image(s); listed in {out / 'bad_images.txt'}")
     log(f"{'appended' if old else 'indexed'} {len(rows)} images: {len(items)} items x {extractor.dim}-d, "

@@ -25,7 +25,7 @@ from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .data.loader import BatchLoader
 from .data.readers import load_manifest
 from .engines.base import WEIGHTS_FILE, build_classifier
-from .errors import UserError
+from .errors import TrainingInterrupted, UserError
 from .io import atomic_dir, read_json, write_json, write_text
 from .runs import load_classifier, read_model_json, sha256_file, write_model_json
 
@@ -181,12 +181,6 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     if history:
         log(f"best epoch {best_epoch}: val loss {best_loss:.3f}; weights in {run_dir / info['weights']}")
     return run_dir
-
-
-class TrainingInterrupted(Exception):
-    def __init__(self, run_dir, epoch):
-        super().__init__(f"interrupted; {run_dir}/last holds epoch {epoch}; continue with --resume")
-        self.run_dir, self.epoch = run_dir, epoch
 
 
 def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool) -> dict:

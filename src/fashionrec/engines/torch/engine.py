@@ -1,16 +1,21 @@
 """The torch engine: a :class:`~fashionrec.engines.base.Classifier` over the torch models.
 
 Weights and optimiser state are stored as safetensors (no pickle). On CUDA, training runs
-with bf16 autocast and channels_last memory format.
+with bf16 autocast and channels_last memory format. Inference (``predict``, ``extract``) runs
+a copy of the network with each BatchNorm folded into its convolution, in channels_last: the
+same outputs to float32 rounding, about 1.8x faster for BN-Inception on a CPU
+(``scripts/bench_recommend.py``).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from safetensors.torch import load_file, save_file
 
 from ...errors import UserError
@@ -20,6 +25,17 @@ from .bninception import bninception
 from .weights import get_weights, set_weights
 
 BUILDERS = {"alexnet": alexnet, "bninception": bninception}
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair fused into one conv."""
+    model = copy.deepcopy(model).eval()
+    for seq in model.modules():
+        if isinstance(seq, torch.nn.Sequential):
+            for i in range(len(seq) - 1):
+                if isinstance(seq[i], torch.nn.Conv2d) and isinstance(seq[i + 1], torch.nn.BatchNorm2d):
+                    seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), torch.nn.Identity()
+    return model
 
 
 def resolve_device(device: str) -> str:
@@ -44,6 +60,7 @@ class TorchClassifier:
         if self.cuda:
             self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = None
+        self._inference_model = None  # built on first use, dropped whenever the weights change
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +97,7 @@ class TorchClassifier:
         if self.optimizer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
         self.model.train()
+        self._inference_model = None
         xt, yt = self._tensor(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
         with self._autocast():
             logits = self.model(xt)
@@ -93,19 +111,22 @@ class TorchClassifier:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.extract(x)[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def extract(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.model.eval()
+        if self._inference_model is None:
+            self._inference_model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
+        model = self._inference_model
         with self._autocast():
-            fmap = self.model.forward_features(self._tensor(x))
-            pooled = self.model.forward_head(fmap, pre_logits=True)
-            logits = self.model.forward_head(fmap)
+            fmap = model.forward_features(self._tensor(x).contiguous(memory_format=torch.channels_last))
+            pooled = model.forward_head(fmap, pre_logits=True)
+            logits = model.forward_head(fmap)
         return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
 
     def reset_head(self, num_classes: int) -> None:
         self.model.reset_classifier(num_classes)
         self.model.to(self.device)
         self.optimizer = None
+        self._inference_model = None
 
     # ------------------------------------------------------------------ weights
 
@@ -113,6 +134,7 @@ class TorchClassifier:
         return get_weights(self.model)
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self._inference_model = None
         try:
             set_weights(self.model, weights)
         except ValueError as e:
