@@ -108,13 +108,15 @@ TEXTURE_CLASSES = ["graphic", "plaid", "plain", "spotted", "striped"]
 
 
 def untrained_run(run_dir, engine: str, arch: str, task: str, input_size: int, seed: int = 0) -> Path:
-    """A run directory (model.json + weights) holding a freshly initialised network."""
+    """A run directory (model.json + weights) holding a freshly initialised network (kept if it exists)."""
     from fashionrec.data.images import IMAGENET_MEAN, IMAGENET_STD
     from fashionrec.engines.base import WEIGHTS_FILE, build_classifier
     from fashionrec.runs import sha256_file, write_model_json
 
     classes = CATEGORY_CLASSES if task == "category" else TEXTURE_CLASSES
     run_dir = Path(run_dir)
+    if (run_dir / "model.json").is_file():
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     clf = build_classifier(engine, arch, len(classes), device="cpu", seed=seed)
     weights = run_dir / WEIGHTS_FILE[engine]
@@ -136,3 +138,9 @@ def synthetic_catalog(out_dir, n: int, size: int, seed: int = 0) -> Path:
     if not csv_path.is_file():
         synthesize(out_dir, n=n, size=size, seed=seed, progress=False)
     return csv_path
+
+
+def extractor_runs(work, engine: str, size: int) -> list[Path]:
+    """Category and texture BN-Inception runs at ``size`` px, as `fashionrec index` uses them."""
+    return [untrained_run(Path(work) / f"runs-{engine}-{size}px" / task, engine, "bninception", task, size, seed=i)
+            for i, task in enumerate(("category", "texture"))]

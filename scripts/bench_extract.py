@@ -1,0 +1,167 @@
+"""Benchmark feature extraction: `fashionrec index` on JPEG files against the bare forward pass.
+
+    python scripts/bench_extract.py --quick     # ~2 minutes
+    python scripts/bench_extract.py             # 224 px, both engines (< 10 min on 2 cores)
+
+Per engine, with the two BN-Inception extractors an index uses (category + texture, freshly
+initialised: speed does not depend on what the weights learned):
+
+- **forward**: ``FeatureExtractor.extract_batch`` on ready, normalised float32 batches: the
+  network alone, the upper bound for the pipeline;
+- **pipeline**: ``FeatureExtractor.extract_catalog`` on the JPEG files, the code path of
+  ``fashionrec index``: read, decode, resize, normalise (in loader workers) and forward,
+  for 0, 1 and 2 loader workers.
+
+The ratio pipeline / forward says whether the loader starves the network (target >= 0.9). Both
+are measured in the same run, back to back, alternating, best of ``--repeats``.
+
+Writes ``--out`` (JSON) and the extraction section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import (REPO, extractor_runs, loadavg, machine, machine_line, now, synthetic_catalog,  # noqa: E402
+                      update_results_md)
+
+TARGET_RATIO = 0.9
+
+
+def catalog_paths(work: Path, n: int, size: int) -> tuple[Path, list[str]]:
+    csv_path = synthetic_catalog(work / f"catalog-{size}px-{n}", n=n, size=size)
+    lines = csv_path.read_text(encoding="utf-8").splitlines()[1:]
+    return csv_path.parent, [line.split(",")[0] for line in lines][:n]
+
+
+def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) -> dict:
+    from fashionrec.data.images import decode_image
+    from fashionrec.features import FeatureExtractor
+
+    extractor = FeatureExtractor(extractor_runs(work, engine, args.size), device="cpu")
+    batch = args.batch_size
+    ready = extractor.preprocess([decode_image(root / p) for p in paths[:batch]])
+    extractor.extract_batch(ready)  # warm-up: kernels, folded copies, hybridized graphs
+
+    def forward_rate() -> float:
+        n_batches = -(-len(paths) // batch)
+        t = time.perf_counter()
+        for _ in range(n_batches):
+            extractor.extract_batch(ready)
+        return n_batches * batch / (time.perf_counter() - t)
+
+    def pipeline_rate(workers: int) -> float:
+        t = time.perf_counter()
+        feats, _, rows, bad = extractor.extract_catalog(root, paths, batch_size=batch, workers=workers,
+                                                        progress=False)
+        assert not bad and len(rows) == len(paths)
+        return len(paths) / (time.perf_counter() - t)
+
+    out = {"forward_img_s": 0.0, "pipeline_img_s": {str(w): 0.0 for w in args.workers}}
+    for r in range(args.repeats):  # alternate, so a busy moment hurts both alike
+        out["forward_img_s"] = max(out["forward_img_s"], forward_rate())
+        for w in args.workers:
+            out["pipeline_img_s"][str(w)] = max(out["pipeline_img_s"][str(w)], pipeline_rate(w))
+        print(f"{engine} repeat {r + 1}: forward {out['forward_img_s']:.1f} img/s, pipeline "
+              + ", ".join(f"{w} workers {v:.1f}" for w, v in out["pipeline_img_s"].items()), flush=True)
+    best_w = max(out["pipeline_img_s"], key=out["pipeline_img_s"].get)
+    out.update(best_workers=int(best_w), ratio=round(out["pipeline_img_s"][best_w] / out["forward_img_s"], 3))
+    # what the loader costs per image, measured alone: decode + resize + normalise
+    t = time.perf_counter()
+    for p in paths[:64]:
+        extractor.preprocess([decode_image(root / p)])
+    out["decode_resize_ms_per_img"] = round((time.perf_counter() - t) / min(64, len(paths)) * 1e3, 2)
+    return out
+
+
+def markdown(report: dict, out_path) -> str:
+    a = report["args"]
+    lines = ["## Feature extraction", "",
+             f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.", "",
+             machine_line(report["machine"]) + f" torch {report['machine']['torch']}, mxnet {report['machine']['mxnet']}.",
+             "",
+             f"Two BN-Inception extractors (category + texture, 2048-d together) at {a['size']} px on "
+             f"{a['images']} synthetic JPEGs, batch {a['batch_size']}. 'forward' is the networks on ready tensors; "
+             f"'index pipeline' is `FeatureExtractor.extract_catalog` (what `fashionrec index` runs) on the files, "
+             f"best over {', '.join(str(w) for w in a['workers'])} loader workers. Images/s count images through "
+             f"both networks. Best of {a['repeats']} alternating repeats.", "",
+             "| engine | forward img/s | index pipeline img/s (workers) | ratio | target | decode+resize ms/img |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for engine, r in report["engines"].items():
+        best = r["pipeline_img_s"][str(r["best_workers"])]
+        lines.append(f"| {engine} | {r['forward_img_s']:.1f} | {best:.1f} ({r['best_workers']}) | {r['ratio']:.2f} | "
+                     f"≥ {TARGET_RATIO} | {r['decode_resize_ms_per_img']:.1f} |")
+    lines += ["", "Pipeline img/s by loader workers:", "", "| engine | " + " | ".join(
+        f"{w} workers" for w in a["workers"]) + " |", "|---|" + "---:|" * len(a["workers"])]
+    for engine, r in report["engines"].items():
+        lines.append(f"| {engine} | " + " | ".join(f"{r['pipeline_img_s'][str(w)]:.1f}" for w in a["workers"]) + " |")
+    lines += [""] + [f"- {v}" for v in report["verdict"]]
+    return "\n".join(lines)
+
+
+def verdict(report) -> list[str]:
+    out = []
+    for engine, r in report["engines"].items():
+        met = r["ratio"] >= TARGET_RATIO
+        out.append(f"{engine}: the index pipeline runs at {r['ratio']:.2f} of the bare forward pass "
+                   + ("(target met)" if met else f"(target {TARGET_RATIO} missed by {TARGET_RATIO - r['ratio']:.2f})")
+                   + f"; decoding and resizing cost {r['decode_resize_ms_per_img']:.1f} ms per image against "
+                   f"{1e3 / r['forward_img_s']:.0f} ms of network time.")
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="128 px, 96 images, torch only (~2 min)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--images", type=int, default=320, help="JPEGs to extract per measurement")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--engines", default="torch,mxnet")
+    p.add_argument("--workers", default="0,1,2", help="loader workers to try (comma-separated)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_extract.json")
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
+                   help="markdown file whose extraction section is replaced ('' to skip)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.images, args.engines = 128, 96, "torch"
+    args.engines = [e.strip() for e in args.engines.split(",")]
+    if any(e not in ("torch", "mxnet") for e in args.engines):
+        p.error(f"--engines: each must be torch or mxnet; got {args.engines}")
+    try:
+        args.workers = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        p.error(f"--workers must be comma-separated integers; got {args.workers!r}")
+    if args.images < args.batch_size or args.images < 45:
+        p.error("--images must be at least --batch-size and at least 45")
+    args.command = "bench_extract.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = {"date": now(), "command": args.command.strip(), "machine": machine("torch", "mxnet"),
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    root, paths = catalog_paths(args.work, args.images, args.size)
+    report["engines"] = {e: bench_engine(e, args.work, root, paths, args) for e in args.engines}
+    report["machine"]["loadavg_end"] = loadavg()
+    report["verdict"] = verdict(report)
+    print("\n".join(report["verdict"]))
+    from fashionrec.io import write_json
+    write_json(args.out, report)
+    if args.results:
+        update_results_md(Path(args.results), "extract",
+                          markdown(report, args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out))
+        print(f"wrote {args.out} and the extraction section of {args.results}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

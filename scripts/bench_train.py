@@ -1,0 +1,170 @@
+"""Benchmark training throughput: pretrain images/s per engine and architecture.
+
+    python scripts/bench_train.py --quick                    # ~2 minutes
+    python scripts/bench_train.py                            # both engines and archs, 64 px (< 10 min)
+    python scripts/bench_train.py --device cuda --size 224 --engines torch --archs bninception \
+        --images 4000 --batches 60                           # on a GPU (bf16, channels_last)
+
+For each (engine, arch), with the committed paper config (``configs/pretrain/<arch>-category.yaml``:
+optimiser, learning rate, batch size) and only size, engine, data and epoch count overridden:
+
+- **step**: ``train_step`` on one ready batch repeated: the network and optimiser alone;
+- **pipeline**: ``fashionrec.train.train`` for one epoch of ``--batches`` batches on the
+  synthetic DeepFashion tree: the loader decoding and augmenting JPEGs, the loop, the
+  checkpoint. The loop's own ``train_images_per_s`` (history.jsonl) is the number.
+
+pipeline / step says whether the loader keeps the network busy (on a GPU the target is >= 0.9).
+Writes ``--out`` (JSON) and the training section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import REPO, loadavg, machine, machine_line, now, synthetic_catalog, update_results_md  # noqa: E402
+
+GPU_TARGET_IMG_S = 4000  # BN-Inception at 224 px on a GPU: about a minute per DeepFashion epoch
+TARGET_RATIO = 0.9
+
+
+def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args):
+    from fashionrec.config import StageConfig, load_config
+
+    overrides = [f"engine={engine}", f"model.input_size={args.size}", f"data.root={data_root}",
+                 "train.max_epochs=1", f"train.limit_train_batches={args.batches}", f"train.device={args.device}",
+                 f"train.workers={args.workers}", f"output.dir={out_dir}", f"output.name={engine}-{arch}"]
+    return load_config(StageConfig, REPO / "configs" / "pretrain" / f"{arch}-category.yaml", overrides)
+
+
+def step_rate(cfg, n_classes: int, steps: int) -> float:
+    from fashionrec.engines.base import build_classifier
+
+    t = cfg.train
+    clf = build_classifier(cfg.engine, cfg.model.arch, n_classes, device=t.device, seed=0)
+    clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((t.batch_size, 3, cfg.model.input_size, cfg.model.input_size)).astype(np.float32)
+    y = rng.integers(0, n_classes, t.batch_size)
+    for _ in range(3):  # warm-up: kernels, hybridized graphs, cudnn autotuning
+        clf.train_step(x, y)
+    start = time.perf_counter()
+    for _ in range(steps):
+        clf.train_step(x, y)  # returns the loss as a float: the step has finished when it returns
+    return steps * t.batch_size / (time.perf_counter() - start)
+
+
+def pipeline_rate(cfg) -> tuple[float, int]:
+    from fashionrec.train import train
+
+    if cfg.run_dir.exists():
+        shutil.rmtree(cfg.run_dir)
+    run_dir = train(cfg, progress=False, log=lambda *_: None)
+    row = json.loads((run_dir / "history.jsonl").read_text().splitlines()[-1])
+    return row["train_images_per_s"], len(json.loads((run_dir / "model.json").read_text())["classes"])
+
+
+def markdown(report: dict, out_path) -> str:
+    a = report["args"]
+    lines = ["## Training throughput", "",
+             f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.", "",
+             machine_line(report["machine"]) + f" torch {report['machine']['torch']}, "
+             f"mxnet {report['machine']['mxnet']}; device {a['device']}.", "",
+             f"Pretrain (category) at {a['size']} px with each committed paper config's optimiser and batch size; "
+             f"'step' is `train_step` on a ready batch, 'pipeline' is `fashionrec.train.train` for "
+             f"{a['batches']} batches on the synthetic DeepFashion JPEGs with {a['workers']} loader worker(s) "
+             f"(decode and resize; pretrain has no augmentation; the loop; the checkpoint).", "",
+             "| engine | arch | optimiser | batch | step img/s | pipeline img/s | pipeline / step |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['engine']} | {r['arch']} | {r['optimizer']} | {r['batch_size']} | {r['step_img_s']:.1f} | "
+                     f"{r['pipeline_img_s']:.1f} | {r['ratio']:.2f} |")
+    lines += [""] + [f"- {v}" for v in report["verdict"]]
+    return "\n".join(lines)
+
+
+def verdict(report) -> list[str]:
+    out = []
+    a = report["args"]
+    for r in report["results"]:
+        if r["ratio"] < TARGET_RATIO:
+            out.append(f"{r['engine']} {r['arch']}: the pipeline reaches {r['ratio']:.2f} of the bare step; "
+                       f"with {a['workers']} worker(s) on {report['machine']['cores']} cores the loader and the "
+                       f"network share the same CPUs.")
+        if a["device"] == "cuda" and r["arch"] == "bninception" and a["size"] == 224:
+            met = r["pipeline_img_s"] >= GPU_TARGET_IMG_S
+            out.append(f"{r['engine']} bninception on {report['machine']['gpu']}: {r['pipeline_img_s']:.0f} img/s "
+                       f"against the {GPU_TARGET_IMG_S} img/s target: " + ("met" if met else "missed"))
+    if a["device"] == "cpu":
+        out.append("CPU figures; the GPU target (>= 4,000 img/s for BN-Inception at 224 px, bf16, channels_last) "
+                   "needs a GPU machine: run with --device cuda --size 224 there.")
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="torch only, 6 batches (~2 min)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--engines", default="torch,mxnet")
+    p.add_argument("--archs", default="bninception,alexnet")
+    p.add_argument("--batches", type=int, default=16, help="batches per measurement")
+    p.add_argument("--images", type=int, default=1200, help="synthetic DeepFashion images (about 70%% train)")
+    p.add_argument("--workers", type=int, default=1, help="loader worker processes")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_train.json")
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
+                   help="markdown file whose training section is replaced ('' to skip)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.engines, args.batches, args.images = "torch", 6, 600
+    args.engines = [e.strip() for e in args.engines.split(",")]
+    args.archs = [a.strip() for a in args.archs.split(",")]
+    if any(e not in ("torch", "mxnet") for e in args.engines):
+        p.error(f"--engines: each must be torch or mxnet; got {args.engines}")
+    if any(a not in ("bninception", "alexnet") for a in args.archs):
+        p.error(f"--archs: each must be bninception or alexnet; got {args.archs}")
+    if args.batches < 2:
+        p.error("--batches must be at least 2")
+    args.command = "bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = {"date": now(), "command": args.command.strip(), "machine": machine("torch", "mxnet"),
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    data_root = synthetic_catalog(args.work / f"catalog-{args.size}px-{args.images}", n=args.images,
+                                  size=args.size).parents[1] / "deepfashion"
+    results = []
+    for engine in args.engines:
+        for arch in args.archs:
+            cfg = stage_config(engine, arch, data_root, args.work / "train-runs", args)
+            pipe, n_classes = pipeline_rate(cfg)
+            step = step_rate(cfg, n_classes, steps=args.batches)
+            r = {"engine": engine, "arch": arch, "optimizer": cfg.train.optimizer, "batch_size": cfg.train.batch_size,
+                 "step_img_s": round(step, 1), "pipeline_img_s": round(pipe, 1), "ratio": round(pipe / step, 3)}
+            print(r, flush=True)
+            results.append(r)
+    report["results"] = results
+    report["machine"]["loadavg_end"] = loadavg()
+    report["verdict"] = verdict(report)
+    print("\n".join(report["verdict"]))
+    from fashionrec.io import write_json
+    write_json(args.out, report)
+    if args.results:
+        update_results_md(Path(args.results), "train",
+                          markdown(report, args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out))
+        print(f"wrote {args.out} and the training section of {args.results}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
