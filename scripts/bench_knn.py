@@ -467,7 +467,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bandwidth-gib", type=float, default=1.0, help="array size for the bandwidth measurement")
     p.add_argument("--out", type=Path, default=Path("benchmarks/bench_knn.json"))
-    p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"),
+    p.add_argument("--results", default="benchmarks/RESULTS.md",
                    help="markdown file whose k-NN section is replaced ('' to skip)")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the --results section from this earlier --out file")
