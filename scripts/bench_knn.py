@@ -331,7 +331,7 @@ def run(args):
     write_json(args.out, report)
     print(f"\nwrote {args.out}")
     if args.results:
-        update_results_md(Path(args.results), "knn", markdown(report, args.out))
+        update_results_md(Path(args.results), args.section, markdown(report, args.out))
         print(f"updated the k-NN section of {args.results}")
     for line in report["targets"]:
         print(line)
@@ -400,7 +400,7 @@ def markdown(report, out_path) -> str:
                  f"(spread {data['spread']}), uniform noise std {data['noise']}" if data["kind"] == "synthetic"
                  else f"features from `{data['path']}` {data['shape']}")
     lines = [
-        "## k-NN search",
+        "## k-NN search" + ("" if data["kind"] == "synthetic" else ": extracted features"),
         "",
         f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.",
         "",
@@ -469,6 +469,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("benchmarks/bench_knn.json"))
     p.add_argument("--results", default="benchmarks/RESULTS.md",
                    help="markdown file whose k-NN section is replaced ('' to skip)")
+    p.add_argument("--section", default="knn",
+                   help="name of that section (e.g. knn-real for a --features run beside the synthetic one)")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the --results section from this earlier --out file")
     args = p.parse_args(argv)
@@ -499,7 +501,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.render:
         report = json.loads(args.render.read_text(encoding="utf-8"))
-        update_results_md(Path(args.results), "knn", markdown(report, args.render))
+        update_results_md(Path(args.results), args.section, markdown(report, args.render))
         print(f"updated the k-NN section of {args.results} from {args.render}")
         return report
     return run(args)
