@@ -2,13 +2,15 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-fast setup clean
 
 demo: $(VENV)/.installed
 	$(BIN)/fashionrec demo --out demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/python -m pytest -q --timeout=1800
 
 test-fast: $(VENV)/.installed-dev
@@ -26,6 +28,12 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
+
+# Debian's Chromium for the browser test of the web page (playwright drives it; it never
+# downloads a browser of its own).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -228,6 +228,27 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, device):
 
 
 @main.command(context_settings=SETTINGS)
+@click.option("--index", "index_dir", default="index", show_default=True, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 serves other machines too.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Largest accepted upload.")
+@device_option
+@friendly_errors
+def serve(index_dir, host, port, max_upload_mb, device):
+    """Serve recommendations over HTTP, with a web page at /.
+
+    Loads the index and its extractors once. POST /recommend takes an image upload;
+    GET /items/ID/similar the neighbours of a catalog item; the API is described at /docs.
+    """
+    from .serve import serve as run_server
+
+    run_server(index_dir, host=host, port=port, device=device or "auto",
+               max_upload_bytes=int(max_upload_mb * 1024 * 1024), log=click.echo)
+
+
+@main.command(context_settings=SETTINGS)
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--to", "target", type=click.Choice(["torch", "mxnet"]), required=True, help="Target engine.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -59,15 +59,19 @@ class Recommender:
             out[task] = item.get(task) or item.get(f"pred_{task}", "")
         return out
 
-    def recommend(self, images, k: int = 5, exclude_self: bool = False,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict]:
-        """Rank the catalog for each image (paths or PIL images), in one batch."""
+    def check_k(self, k: int) -> int:
+        """``k`` clamped to the catalog (with a warning); below 1 is an error."""
         if k < 1:
             raise UserError(f"-k must be >= 1; got {k}")
         n = len(self.index.items)
         if k > n:
-            warnings.warn(f"k={k} is larger than the catalog ({n} items); returning all {n}", stacklevel=2)
-            k = n
+            warnings.warn(f"k={k} is larger than the catalog ({n} items); returning all {n}", stacklevel=3)
+        return min(k, n)
+
+    def recommend(self, images, k: int = 5, exclude_self: bool = False,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict]:
+        """Rank the catalog for each image (paths or PIL images), in one batch."""
+        k = self.check_k(k)
         paths = [img if isinstance(img, (str, Path)) else None for img in images]
         if all(p is not None for p in paths):
             feats, probs = self.extractor.extract_files(paths, max_pixels=max_pixels)
@@ -76,25 +80,47 @@ class Recommender:
         exclude = None
         if exclude_self:
             exclude = np.array([(self._catalog_id(p) if p is not None else None) or -1 for p in paths])
+        names = [str(image) if p is not None else f"<image {i}>" for i, (image, p) in enumerate(zip(images, paths))]
+        return self.rank(feats, probs, k, names, exclude=exclude)
+
+    def rank(self, feats: np.ndarray, probs: list[np.ndarray], k: int, names: list[str], exclude=None) -> list[dict]:
+        """Results for extracted queries: the predicted labels and the top ``k`` catalog items."""
+        n = len(self.index.items)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # clamping is warned about above, once
-            dist, idx = self.index.query(feats, min(k, n - 1) if exclude_self else k, exclude=exclude)
+            warnings.simplefilter("ignore")  # clamping is warned about in check_k
+            dist, idx = self.index.query(feats, min(k, n - 1) if exclude is not None else min(k, n), exclude=exclude)
         results = []
-        for qi, image in enumerate(images):
+        for qi, name in enumerate(names):
             predicted = {}
             for info, p in zip(self.index.meta["extractors"], probs):
                 c = int(p[qi].argmax())
                 predicted[info["task"]] = {"label": info["classes"][c], "probability": round(float(p[qi, c]), 4)}
-            ranked = []
-            for rank, (d, i) in enumerate(zip(dist[qi].tolist(), idx[qi].tolist()), start=1):
-                if i < 0:
-                    continue
-                item = self.index.items[i]
-                ranked.append({"rank": rank, "id": int(item["id"]), "path": item["path"],
-                               "distance": round(float(d), 6), "labels": self.item_labels(item)})
-            results.append({"query": str(image) if paths[qi] is not None else f"<image {qi}>",
-                            "predicted": predicted, "results": ranked})
+            results.append({"query": name, "predicted": predicted, "results": self._ranked(dist[qi], idx[qi])})
         return results
+
+    def similar(self, item_id: int, k: int = 5) -> dict:
+        """The catalog's neighbours of one of its own items (the item itself left out)."""
+        n = len(self.index.items)
+        if not 0 <= item_id < n:
+            raise UserError(f"item {item_id} is not in the index (ids are 0 to {n - 1})")
+        k = self.check_k(k)
+        item = self.index.items[item_id]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dist, idx = self.index.query(self.index.features[item_id:item_id + 1], min(k, n - 1),
+                                         exclude=np.array([item_id]))
+        return {"item": {"id": item_id, "path": item["path"], "labels": self.item_labels(item)},
+                "results": self._ranked(dist[0], idx[0])}
+
+    def _ranked(self, dist: np.ndarray, idx: np.ndarray) -> list[dict]:
+        ranked = []
+        for rank, (d, i) in enumerate(zip(dist.tolist(), idx.tolist()), start=1):
+            if i < 0:
+                continue
+            item = self.index.items[i]
+            ranked.append({"rank": rank, "id": int(item["id"]), "path": item["path"],
+                           "distance": round(float(d), 6), "labels": self.item_labels(item)})
+        return ranked
 
     def show(self, results: list[dict], out_png, thumb: int = 128) -> Path:
         """The paper's Figure 2: each query, then its top-k with distance and labels."""

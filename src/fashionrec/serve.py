@@ -1,0 +1,188 @@
+"""Recommendations over HTTP: the shop page where a customer uploads a photo and sees similar items.
+
+:func:`create_app` wraps a loaded :class:`~fashionrec.recommend.Recommender` in a FastAPI app::
+
+    POST /recommend            multipart upload ``image`` (+ ``k``) -> predicted labels, top-k items
+    GET  /items/{id}/similar   neighbours of a catalog item (``k``)
+    GET  /items/{id}/image     the catalog image
+    GET  /healthz              liveness and what is loaded
+    GET  /                     the web page; /docs and /openapi.json describe the API
+
+Uploads that arrive together share one forward pass (:class:`MicroBatcher`): on a CPU a batch
+of 8 costs much less than 8 single passes, so concurrent customers wait less. The network runs
+in one worker thread, never on the event loop. Every client mistake is a 4xx with
+``{"error": "..."}`` and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from concurrent.futures import Future
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .data.images import DEFAULT_MAX_PIXELS, decode_image
+from .errors import UserError
+from .recommend import Recommender
+
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_K = 100
+
+
+class MicroBatcher:
+    """Run ``fn(items) -> results`` on batches of items submitted from any thread.
+
+    One worker thread takes the first waiting item, then whatever else arrives within
+    ``max_wait_s`` (up to ``max_batch``), and calls ``fn`` once for all of them.
+    """
+
+    def __init__(self, fn, max_batch: int = 16, max_wait_s: float = 0.005):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1; got {max_batch}")
+        self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="fashionrec-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, item) -> Future:
+        future: Future = Future()
+        self._queue.put((item, future))
+        return future
+
+    def _run(self):
+        while True:
+            batch = [self._queue.get()]
+            try:
+                while len(batch) < self.max_batch:
+                    batch.append(self._queue.get(timeout=self.max_wait_s))
+            except queue.Empty:
+                pass
+            try:
+                results = self.fn([item for item, _ in batch])
+            except Exception as e:  # noqa: BLE001 - handed to every waiting request
+                for _, future in batch:
+                    future.set_exception(e)
+                continue
+            for (_, future), result in zip(batch, results):
+                future.set_result(result)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 16, max_wait_ms: float = 5.0) -> FastAPI:
+    """A FastAPI app serving ``recommender``; run it with any ASGI server (``fashionrec serve`` uses uvicorn)."""
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be >= 1; got {max_upload_bytes}")
+    n_items = len(recommender.index.items)
+    max_k = min(MAX_K, n_items)
+    tasks = [e["task"] for e in recommender.index.meta["extractors"]]
+    root = Path(recommender.index.root).resolve()
+
+    def recommend_batch(requests):  # [(image, k)] -> [result], in the batcher's thread
+        images, ks = zip(*requests)
+        feats, probs = recommender.extractor.extract_images(list(images))
+        results = recommender.rank(feats, probs, max(ks), [f"upload {i}" for i in range(len(images))])
+        for r, k in zip(results, ks):
+            r["results"] = r["results"][:k]
+            del r["query"]
+        return results
+
+    batcher = MicroBatcher(recommend_batch, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+    app = FastAPI(title="fashionrec", version=__version__,
+                  description="Upload a fashion photo; get similar catalog items ranked by CNN category "
+                              "and texture features (Tuinhof, Pirker & Haltmeier, 2018).")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError):
+        return _error(400, str(exc))
+
+    @app.middleware("http")
+    async def limit_upload_size(request: Request, call_next):
+        # refuse before the body is read when the client says how big it is
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length and length.isdigit() and int(length) > max_upload_bytes + 65536:
+            return _error(413, f"upload is {int(length)} bytes; the limit is {max_upload_bytes}")
+        return await call_next(request)
+
+    def item_path(item_id: int) -> Path:
+        if not 0 <= item_id < n_items:
+            raise HTTPException(404, f"item {item_id} is not in the index (ids are 0 to {n_items - 1})")
+        path = (root / recommender.index.items[item_id]["path"]).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise HTTPException(404, f"item {item_id}: image file is missing")
+        return path
+
+    def with_urls(results: list[dict]) -> list[dict]:
+        return [dict(r, image_url=f"/items/{r['id']}/image") for r in results]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page():
+        return resources.files("fashionrec").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness, and what the server has loaded."""
+        return {"status": "ok", "version": __version__, "items": n_items, "dim": recommender.index.meta["dim"],
+                "tasks": tasks, "max_k": max_k, "max_upload_bytes": max_upload_bytes}
+
+    @app.post("/recommend")
+    async def recommend(image: UploadFile = File(..., description="a photo (JPEG, PNG, WebP, ...)"),
+                        k: int = Form(5, ge=1, le=max_k, description="how many items")):
+        """Predicted category and texture of the uploaded photo, and the ``k`` most similar items."""
+        data = await image.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"upload is over the limit of {max_upload_bytes} bytes")
+        name = image.filename or "upload"
+        img = await run_in_threadpool(decode_image, data, max_pixels, name)
+        result = await asyncio.wrap_future(batcher.submit((img, k)))
+        return {"k": k, "predicted": result["predicted"], "results": with_urls(result["results"])}
+
+    @app.get("/items/{item_id}/similar")
+    async def similar(item_id: int, k: int = Query(5, ge=1, le=max_k)):
+        """The ``k`` catalog items most similar to item ``item_id`` (itself left out)."""
+        if not 0 <= item_id < n_items:
+            raise HTTPException(404, f"item {item_id} is not in the index (ids are 0 to {n_items - 1})")
+        result = await run_in_threadpool(recommender.similar, item_id, min(k, n_items - 1) or 1)
+        item = dict(result["item"], image_url=f"/items/{item_id}/image")
+        return {"k": k, "item": item, "results": with_urls(result["results"])}
+
+    @app.get("/items/{item_id}/image", response_class=FileResponse)
+    def item_image(item_id: int):
+        """The catalog image of item ``item_id``."""
+        return FileResponse(item_path(item_id))
+
+    return app
+
+
+def serve(index_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, log=print) -> None:
+    """Load the index and its extractors once, then serve until interrupted."""
+    import uvicorn
+
+    recommender = Recommender.load(index_dir, device=device)
+    app = create_app(recommender, max_upload_bytes=max_upload_bytes)
+    log(f"serving {len(recommender.index.items)} items from {index_dir} on http://{host}:{port}/ "
+        f"(API docs at /docs; Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
