@@ -83,3 +83,16 @@ def test_bench_knn_quick_path_on_given_features(tmp_path):
     assert rows["brute"]["recall_at_5"] == 1.0 and rows["balltree"]["recall_at_5"] == 1.0
     assert rows["faiss-hnsw"]["recall_at_5"] > 0.8
     assert "## k-NN search" in section(md, "knn")
+
+
+@pytest.mark.slow
+def test_bench_serve_load_test_has_no_failed_request(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    run_script("bench_serve.py", "--size", 32, "--catalog", 200, "--images", 45, "--uploads", 8, "--similar", 16,
+               "--concurrency", 4, "--work", tmp_path / "work", "--out", tmp_path / "s.json", "--results", md)
+    report = json.loads((tmp_path / "s.json").read_text())
+    rounds = {r["round"]: r for r in report["rounds"]}
+    assert set(rounds) == {"upload, one at a time", "upload, concurrent", "similar, concurrent"}
+    assert all(r["failed"] == 0 and r["requests_per_s"] > 0 for r in rounds.values())
+    assert rounds["upload, concurrent"]["requests"] == 8 and rounds["similar, concurrent"]["requests"] == 16
+    assert "| similar, concurrent |" in section(md, "serve")
