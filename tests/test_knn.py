@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -287,6 +288,8 @@ def _bench_module():
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "bench_knn.py"
+    if str(path.parent) not in sys.path:  # as when run: the script's folder (benchlib) is importable
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("bench_knn", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
