@@ -21,14 +21,11 @@ Writes ``--out`` (JSON) and the extraction section of ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchlib import (REPO, extractor_runs, loadavg, machine, machine_line, now, synthetic_catalog,  # noqa: E402
-                      update_results_md)
+from benchlib import (add_output_options, extractor_runs, finish_report, machine_line, start_report,  # noqa: E402
+                      synthetic_catalog)
 
 TARGET_RATIO = 0.9
 
@@ -126,10 +123,7 @@ def parse_args(argv=None):
     p.add_argument("--engines", default="torch,mxnet")
     p.add_argument("--workers", default="0,1,2", help="loader workers to try (comma-separated)")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_extract.json")
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
-                   help="markdown file whose extraction section is replaced ('' to skip)")
+    add_output_options(p, "extract")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.images, args.engines = 128, 96, "torch"
@@ -142,25 +136,17 @@ def parse_args(argv=None):
         p.error(f"--workers must be comma-separated integers; got {args.workers!r}")
     if args.images < args.batch_size or args.images < 45:
         p.error("--images must be at least --batch-size and at least 45")
-    args.command = "bench_extract.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    report = {"date": now(), "command": args.command.strip(), "machine": machine("torch", "mxnet"),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report = start_report("bench_extract.py", args, argv, "torch", "mxnet")
     root, paths = catalog_paths(args.work, args.images, args.size)
     report["engines"] = {e: bench_engine(e, args.work, root, paths, args) for e in args.engines}
-    report["machine"]["loadavg_end"] = loadavg()
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))
-    from fashionrec.io import write_json
-    write_json(args.out, report)
-    if args.results:
-        update_results_md(Path(args.results), "extract",
-                          markdown(report, args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out))
-        print(f"wrote {args.out} and the extraction section of {args.results}")
+    finish_report(report, args, "extract", markdown)
     return report
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import (REPO, extractor_runs, loadavg, machine, machine_line, now, percentiles_ms,  # noqa: E402
-                      synthetic_catalog, update_results_md)
+from benchlib import (add_output_options, extractor_runs, finish_report, machine_line, percentiles_ms,  # noqa: E402
+                      start_report, synthetic_catalog)
 
 TARGET_WARM_P50_MS = 100.0
 TARGET_COLD_S = 2.5
@@ -226,26 +226,19 @@ def parse_args(argv=None):
     p.add_argument("--engine", default="torch", choices=["torch", "mxnet"])
     p.add_argument("--queries", type=int, default=40, help="warm queries")
     p.add_argument("--cold-runs", type=int, default=5)
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work",
-                   help="where the catalog, runs and index are made (kept between runs; git-ignored)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_recommend.json")
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
-                   help="markdown file whose recommend section is replaced ('' to skip)")
+    add_output_options(p, "recommend")
     args = p.parse_args(argv)
     if args.quick:
         args.catalog, args.queries, args.cold_runs, args.images = 2000, 16, 3, 90
     if args.catalog < args.images or args.images < 45:
         p.error("--images must be at least 45 and at most --catalog")
-    args.command = "bench_recommend.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    report = {"date": now(), "command": args.command.strip(),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
-    report["machine"] = machine("torch", "mxnet", "faiss-cpu")
+    report = start_report("bench_recommend.py", args, argv, "torch", "mxnet", "faiss-cpu")
     work = args.work
     index_dir = build_catalog_index(work, args)
     meta = json.loads((index_dir / "index.json").read_text())
@@ -257,16 +250,9 @@ def main(argv=None):
     report["warm"] = warm(index_dir, queries, batch=16)
     print(f"warm: {report['warm']['single']}; phases "
           f"{ {k: v['p50_ms'] for k, v in report['warm']['phases'].items()} }", flush=True)
-    report["machine"]["loadavg_end"] = loadavg()
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from fashionrec.io import write_json
-    write_json(args.out, report)
-    if args.results:
-        update_results_md(Path(args.results), "recommend", markdown(report, args.out.relative_to(REPO)
-                                                              if args.out.is_relative_to(REPO) else args.out))
-        print(f"wrote {args.out} and the recommend section of {args.results}")
+    finish_report(report, args, "recommend", markdown)
     return report
 
 

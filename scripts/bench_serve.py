@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
-from benchlib import REPO, loadavg, machine, machine_line, now, percentiles_ms, update_results_md  # noqa: E402
+from benchlib import add_output_options, finish_report, machine_line, percentiles_ms, start_report  # noqa: E402
 
 
 def free_port() -> int:
@@ -124,16 +124,12 @@ def parse_args(argv=None):
     p.add_argument("--similar", type=int, default=400, help="GET /items/{id}/similar requests")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("-k", type=int, default=5)
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_serve.json")
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
-                   help="markdown file whose serve section is replaced ('' to skip)")
+    add_output_options(p, "serve")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.uploads, args.similar = 64, 48, 100
     if min(args.uploads, args.similar, args.concurrency) < 1:
         p.error("--uploads, --similar and --concurrency must be at least 1")
-    args.command = "bench_serve.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 
 
@@ -141,8 +137,7 @@ def main(argv=None):
     args = parse_args(argv)
     from bench_recommend import build_catalog_index, query_images
 
-    report = {"date": now(), "command": args.command.strip(), "machine": machine("torch", "fastapi", "uvicorn"),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report = start_report("bench_serve.py", args, argv, "torch", "fastapi", "uvicorn")
     if args.index:
         index_dir, describe = args.index, f"`{args.index}`"
     else:
@@ -173,13 +168,7 @@ def main(argv=None):
         server.terminate()
         server.wait(timeout=30)
     report["rounds"] = rounds
-    report["machine"]["loadavg_end"] = loadavg()
-    from fashionrec.io import write_json
-    write_json(args.out, report)
-    if args.results:
-        update_results_md(Path(args.results), "serve",
-                          markdown(report, args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out))
-        print(f"wrote {args.out} and the serve section of {args.results}")
+    finish_report(report, args, "serve", markdown)
     failed = sum(r["failed"] for r in rounds)
     if failed:
         raise SystemExit(f"{failed} request(s) failed")

@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchlib import REPO, loadavg, machine, machine_line, now, synthetic_catalog, update_results_md  # noqa: E402
+from benchlib import (REPO, add_output_options, finish_report, machine_line, start_report,  # noqa: E402
+                      synthetic_catalog)
 
 GPU_TARGET_IMG_S = 4000  # BN-Inception at 224 px on a GPU: about a minute per DeepFashion epoch
 TARGET_RATIO = 0.9
@@ -118,10 +118,7 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=1200, help="synthetic DeepFashion images (about 70%% train)")
     p.add_argument("--workers", type=int, default=1, help="loader worker processes")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "bench_train.json")
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
-                   help="markdown file whose training section is replaced ('' to skip)")
+    add_output_options(p, "train")
     args = p.parse_args(argv)
     if args.quick:
         args.engines, args.batches, args.images = "torch", 6, 600
@@ -133,14 +130,12 @@ def parse_args(argv=None):
         p.error(f"--archs: each must be bninception or alexnet; got {args.archs}")
     if args.batches < 2:
         p.error("--batches must be at least 2")
-    args.command = "bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    report = {"date": now(), "command": args.command.strip(), "machine": machine("torch", "mxnet"),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report = start_report("bench_train.py", args, argv, "torch", "mxnet")
     data_root = synthetic_catalog(args.work / f"catalog-{args.size}px-{args.images}", n=args.images,
                                   size=args.size).parents[1] / "deepfashion"
     results = []
@@ -154,15 +149,9 @@ def main(argv=None):
             print(r, flush=True)
             results.append(r)
     report["results"] = results
-    report["machine"]["loadavg_end"] = loadavg()
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))
-    from fashionrec.io import write_json
-    write_json(args.out, report)
-    if args.results:
-        update_results_md(Path(args.results), "train",
-                          markdown(report, args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out))
-        print(f"wrote {args.out} and the training section of {args.results}")
+    finish_report(report, args, "train", markdown)
     return report
 
 

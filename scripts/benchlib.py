@@ -144,3 +144,33 @@ def extractor_runs(work, engine: str, size: int) -> list[Path]:
     """Category and texture BN-Inception runs at ``size`` px, as `fashionrec index` uses them."""
     return [untrained_run(Path(work) / f"runs-{engine}-{size}px" / task, engine, "bninception", task, size, seed=i)
             for i, task in enumerate(("category", "texture"))]
+
+
+# ---------------------------------------------------------------------------------- reports
+
+def add_output_options(parser, name: str) -> None:
+    """``--work``, ``--out`` and ``--results``: where a script makes its inputs and writes its numbers."""
+    parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work",
+                        help="where catalogs, runs and indexes are made (kept between runs; git-ignored)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / f"bench_{name}.json")
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
+                        help=f"markdown file whose {name} section is replaced ('' to skip)")
+
+
+def start_report(script: str, args, argv, *packages: str) -> dict:
+    """Date, the command as typed, the machine (with ``packages``' versions) and the arguments."""
+    command = " ".join([script, *(sys.argv[1:] if argv is None else argv)])
+    return {"date": now(), "command": command, "machine": machine(*packages),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+
+
+def finish_report(report: dict, args, name: str, markdown) -> None:
+    """Record the load at the end, write ``--out`` and section ``name`` of ``--results``."""
+    from fashionrec.io import write_json
+
+    report["machine"]["loadavg_end"] = loadavg()
+    write_json(args.out, report)
+    if args.results:
+        shown = args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out
+        update_results_md(Path(args.results), name, markdown(report, shown))
+        print(f"wrote {args.out} and the {name} section of {args.results}")
