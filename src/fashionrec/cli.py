@@ -99,7 +99,7 @@ def _train_command(stage, config_path, overrides, resume, init, engine, device, 
 engine_option = click.option("--engine", type=click.Choice(["torch", "mxnet"]), default=None,
                              help="Override the config's engine.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-                             help="Override train.device.")
+                             help="Compute device: auto (CUDA when present), cpu or cuda; overrides the config.")
 resume_option = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch.")
 
 
