@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -110,10 +109,11 @@ def cold(index_dir: Path, query: Path, runs: int) -> dict:
     cmd = [str(Path(sys.executable).parent / "fashionrec"), "recommend", str(query), "--index", str(index_dir),
            "-k", "5", "--device", "cpu"]
     walls = []
-    for _ in range(runs):
+    for _ in range(runs + 1):  # the first start also pulls torch's libraries into the file cache: not counted
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         walls.append(time.perf_counter() - t)
+    first, walls = walls[0], walls[1:]
     phases = json.loads(subprocess.run([sys.executable, "-c", PHASES_CHILD, str(index_dir), str(query), "cpu"],
                                        check=True, capture_output=True, text=True).stdout)
     python_start = []
@@ -122,7 +122,7 @@ def cold(index_dir: Path, query: Path, runs: int) -> dict:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         python_start.append(time.perf_counter() - t)
     phases["python_start_s"] = min(python_start)
-    return {"wall_s": [round(w, 3) for w in walls], "p50_s": round(float(np.median(walls)), 3),
+    return {"first_start_s": round(first, 3), "wall_s": [round(w, 3) for w in walls], "p50_s": round(float(np.median(walls)), 3),
             "min_s": round(min(walls), 3), "phases_s": {k: round(v, 4) for k, v in phases.items()},
             "command": " ".join(["fashionrec"] + cmd[1:])}
 
@@ -182,6 +182,7 @@ def markdown(report: dict, out_path) -> str:
         "| measure | result | target |", "|---|---:|---:|",
         f"| cold: `fashionrec recommend` in a new process, p50 of {len(c['wall_s'])} | {c['p50_s']:.2f} s "
         f"| ≤ {TARGET_COLD_S} s |",
+        f"| cold, the first start (torch's libraries not yet in the file cache) | {c['first_start_s']:.2f} s | |",
         f"| warm: one image per call, p50 / p95 | {w['single']['p50_ms']:.0f} / {w['single']['p95_ms']:.0f} ms "
         f"| p50 ≤ {TARGET_WARM_P50_MS:.0f} ms |",
     ]
@@ -237,7 +238,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     report = start_report("bench_recommend.py", args, argv, "torch", "mxnet", "faiss-cpu")
     work = args.work
     index_dir = build_catalog_index(work, args)
