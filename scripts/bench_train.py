@@ -20,6 +20,7 @@ Writes ``--out`` (JSON) and the training section of ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -50,7 +51,7 @@ def step_rate(cfg, n_classes: int, steps: int) -> float:
     clf = build_classifier(cfg.engine, cfg.model.arch, n_classes, device=t.device, seed=0)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((t.batch_size, 3, cfg.model.input_size, cfg.model.input_size)).astype(np.float32)
+    x = rng.integers(0, 256, (t.batch_size, cfg.model.input_size, cfg.model.input_size, 3), dtype=np.uint8)
     y = rng.integers(0, n_classes, t.batch_size)
     for _ in range(3):  # warm-up: kernels, hybridized graphs, cudnn autotuning
         clf.train_step(x, y)
@@ -70,6 +71,25 @@ def pipeline_rate(cfg) -> tuple[float, int]:
     return row["train_images_per_s"], len(json.loads((run_dir / "model.json").read_text())["classes"])
 
 
+def loader_rate(cfg, workers: int) -> float:
+    """Images/s of the training loader alone (decode, resize, augment, normalise): no network."""
+    from fashionrec.data.readers import load_manifest
+    from fashionrec.train import make_loaders
+
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=workers))
+    train_loader, val_loader = make_loaders(cfg, load_manifest(cfg.data, cfg.task))
+    val_loader.close()
+    try:
+        batches = train_loader.epoch(0)
+        next(batches)  # the pool's start-up is not throughput
+        start, n = time.perf_counter(), 0
+        for x, _, _ in batches:
+            n += len(x)
+        return n / (time.perf_counter() - start)
+    finally:
+        train_loader.close()
+
+
 def markdown(report: dict, out_path) -> str:
     a = report["args"]
     lines = ["## Training throughput", "",
@@ -85,6 +105,13 @@ def markdown(report: dict, out_path) -> str:
     for r in report["results"]:
         lines.append(f"| {r['engine']} | {r['arch']} | {r['optimizer']} | {r['batch_size']} | {r['step_img_s']:.1f} | "
                      f"{r['pipeline_img_s']:.1f} | {r['ratio']:.2f} |")
+    lines += ["", f"The loader alone (no network) at {a['size']} px, images/s: decoding and resizing in the main "
+              f"process (one core), and with {a['workers']} worker process(es). It hands uint8 batches over; "
+              "the classifier normalises them on its device.", "",
+              "| batches of | main process | with workers |",
+              "|---|---:|---:|"]
+    for r in report["loader"]:
+        lines.append(f"| {r['arch']} ({r['batch_size']}) | {r['main_process_img_s']:.0f} | {r['workers_img_s']:.0f} |")
     lines += [""] + [f"- {v}" for v in report["verdict"]]
     return "\n".join(lines)
 
@@ -101,6 +128,10 @@ def verdict(report) -> list[str]:
             met = r["pipeline_img_s"] >= GPU_TARGET_IMG_S
             out.append(f"{r['engine']} bninception on {report['machine']['gpu']}: {r['pipeline_img_s']:.0f} img/s "
                        f"against the {GPU_TARGET_IMG_S} img/s target: " + ("met" if met else "missed"))
+    for r in report["loader"]:
+        cores = GPU_TARGET_IMG_S / r["main_process_img_s"]
+        out.append(f"loader for {r['arch']} at {a['size']} px: one core decodes {r['main_process_img_s']:,.0f} img/s, "
+                   f"so {GPU_TARGET_IMG_S:,} img/s needs about {cores:.0f} worker cores")
     if a["device"] == "cpu":
         out.append("CPU figures; the GPU target (>= 4,000 img/s for BN-Inception at 224 px, bf16, channels_last) "
                    "needs a GPU machine: run with --device cuda --size 224 there.")
@@ -138,7 +169,15 @@ def main(argv=None):
     report = start_report("bench_train.py", args, argv, "torch", "mxnet")
     data_root = synthetic_catalog(args.work / f"catalog-{args.size}px-{args.images}", n=args.images,
                                   size=args.size).parents[1] / "deepfashion"
-    results = []
+    results, loader = [], []
+    for arch in args.archs:  # the loader is the same for every engine
+        cfg = stage_config(args.engines[0], arch, data_root, args.work / "train-runs", args)
+        row = {"arch": arch, "batch_size": cfg.train.batch_size,
+               "main_process_img_s": round(loader_rate(cfg, 0), 1),  # one core decoding and resizing
+               "workers_img_s": round(loader_rate(cfg, args.workers), 1)}
+        print(row, flush=True)
+        loader.append(row)
+    report["loader"] = loader
     for engine in args.engines:
         for arch in args.archs:
             cfg = stage_config(engine, arch, data_root, args.work / "train-runs", args)

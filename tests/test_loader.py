@@ -17,7 +17,7 @@ def test_batches_shapes_and_labels(manifest):
     batches = list(loader.epoch(0))
     assert len(batches) == len(loader) == -(-len(manifest) // 16)
     x, y, idx = batches[0]
-    assert x.shape == (16, 3, 48, 48) and x.dtype == np.float32
+    assert x.shape == (16, 48, 48, 3) and x.dtype == np.uint8  # the classifier normalises
     assert y.tolist() == manifest.labels[idx].tolist()
     assert sum(len(b[1]) for b in batches) == len(manifest)
 

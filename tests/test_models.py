@@ -80,12 +80,13 @@ def test_engine_inference_matches_the_unfused_network_and_follows_training(arch)
     """extract() runs a BatchNorm-folded channels_last copy: same outputs, refreshed after a step."""
     import numpy as np
 
+    from fashionrec.data.images import normalize_batch
     from fashionrec.engines.base import build_classifier
 
     clf = build_classifier("torch", arch, 5, device="cpu", seed=0)
     clf.configure_optimizer("adam", 1e-3, 0.0, 0.9)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
+    x = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     y = np.array([0, 1, 2, 3])
     for _ in range(2):  # move BatchNorm statistics and weights off their initial values
         clf.train_step(x, y)
@@ -93,7 +94,7 @@ def test_engine_inference_matches_the_unfused_network_and_follows_training(arch)
     def reference():
         clf.model.eval()
         with torch.no_grad():
-            fmap = clf.model.forward_features(torch.from_numpy(x))
+            fmap = clf.model.forward_features(torch.from_numpy(normalize_batch(x)))
             return clf.model.forward_head(fmap).numpy(), clf.model.forward_head(fmap, pre_logits=True).numpy()
 
     for _ in range(2):
@@ -103,3 +104,47 @@ def test_engine_inference_matches_the_unfused_network_and_follows_training(arch)
             np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
         clf.train_step(x, y)  # the folded copy must not keep the old weights
     assert not np.allclose(clf.extract(x)[1], pooled)
+
+
+def test_engines_normalise_uint8_images_on_their_device_as_normalize_batch_does():
+    """The torch engine's on-device normalisation gives normalize_batch's floats to the last bit,
+    its (N, 3, H, W) view is channels_last without a copy, and a float batch is refused."""
+    import numpy as np
+
+    from fashionrec.data.images import normalize_batch
+    from fashionrec.engines.base import build_classifier
+
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    clf = build_classifier("torch", "alexnet", 3, device="cpu", mean=mean, std=std)
+    x = np.random.default_rng(0).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    t = clf._images(x)
+    assert t.shape == (2, 3, 20, 24) and t.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(t.numpy(), normalize_batch(x, mean, std))
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float32 \(2, 3, 20, 24\)"):
+        clf.extract(normalize_batch(x))
+    with pytest.raises(ValueError, match="mean and std must be 3 numbers"):
+        build_classifier("torch", "alexnet", 3, device="cpu", std=(0.2, 0.0, 0.3))
+
+
+def test_a_run_normalises_as_its_model_json_says(tmp_path):
+    import json
+
+    import numpy as np
+
+    from fashionrec.engines.base import build_classifier
+    from fashionrec.errors import UserError
+    from fashionrec.runs import load_classifier, write_model_json
+
+    clf = build_classifier("torch", "alexnet", 2, device="cpu")
+    clf.save_weights(tmp_path / "weights.safetensors")
+    info = {"engine": "torch", "arch": "alexnet", "classes": ["a", "b"], "input_size": 32, "task": "category",
+            "weights": "weights.safetensors", "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+    write_model_json(tmp_path, info)
+    loaded, _ = load_classifier(tmp_path, device="cpu")
+    assert loaded.mean == (0.5, 0.5, 0.5) and loaded.std == (0.5, 0.5, 0.5)
+    x = np.full((1, 32, 32, 3), 255, np.uint8)
+    assert float(loaded._images(x).min()) == pytest.approx(1.0)  # (1 - 0.5) / 0.5
+    info["normalization"]["std"] = "wide"
+    (tmp_path / "model.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"model.json: normalization: mean and std must be 3 numbers"):
+        load_classifier(tmp_path, device="cpu")

@@ -57,7 +57,7 @@ def test_convert_gives_the_same_outputs(mx_runs, tmp_path, target):
     a, _ = load_classifier(mx_runs["category"], device="cpu")
     b, info = load_classifier(out, device="cpu")
     assert info["engine"] == target and b.engine == target
-    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     (la, fa), (lb, fb) = a.extract(x), b.extract(x)
     np.testing.assert_allclose(la, lb, atol=1e-4 * max(1.0, np.abs(la).max()))
     np.testing.assert_allclose(fa, fb, atol=1e-4 * max(1.0, np.abs(fa).max()))

@@ -96,6 +96,6 @@ def test_alexnet_feature_is_4096(tmp_path, synth_root):
     cfg.train.optimizer, cfg.train.lr = "sgd", 0.01
     run = train(cfg, progress=False, log=lambda *_: None)
     clf, info = load_classifier(run, device="cpu")
-    x = np.zeros((2, 3, 64, 64), np.float32)
+    x = np.zeros((2, 64, 64, 3), np.uint8)
     logits, feats = clf.extract(x)
     assert feats.shape == (2, 4096) and logits.shape == (2, 9) and info["num_features"] == 4096

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data.images import decode_image, normalize_batch, resize
+from .data.images import decode_image, resize
 from .data.loader import BatchLoader
 from .data.manifest import Manifest
 from .errors import UserError
@@ -33,12 +33,10 @@ class FeatureExtractor:
             self.classifiers.append(clf)
             self.infos.append(info)
         sizes = {i["input_size"] for i in self.infos}
-        norms = {(tuple(i["normalization"]["mean"]), tuple(i["normalization"]["std"])) for i in self.infos}
-        if len(sizes) != 1 or len(norms) != 1:
-            raise UserError("extractors: all runs must share input size and normalisation; got "
+        if len(sizes) != 1:  # one decoded batch feeds every network; each normalises it its own way
+            raise UserError("extractors: all runs must share the input size; got "
                             + ", ".join(f"{r} ({i['input_size']} px)" for r, i in zip(self.runs, self.infos)))
         self.input_size = sizes.pop()
-        self.mean, self.std = norms.pop()
         dims = [c.num_features for c in self.classifiers]
         edges = np.cumsum([0] + dims)
         self.blocks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
@@ -59,7 +57,7 @@ class FeatureExtractor:
         return out
 
     def extract_batch(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Normalised batch -> (concatenated features (N, dim), [class probabilities per run])."""
+        """uint8 images (N, H, W, 3) -> (concatenated features (N, dim), [class probabilities per run])."""
         feats, probs = [], []
         for clf in self.classifiers:
             logits, pooled = clf.extract(x)
@@ -68,9 +66,8 @@ class FeatureExtractor:
         return np.concatenate(feats, axis=1), probs
 
     def preprocess(self, images) -> np.ndarray:
-        """PIL images -> normalised batch, exactly as the loader does it."""
-        arr = np.stack([np.asarray(resize(img, self.input_size), dtype=np.uint8) for img in images])
-        return normalize_batch(arr, self.mean, self.std)
+        """PIL images -> a uint8 batch (N, H, W, 3), exactly as the loader makes it."""
+        return np.stack([np.asarray(resize(img, self.input_size), dtype=np.uint8) for img in images])
 
     def extract_images(self, images) -> tuple[np.ndarray, list[np.ndarray]]:
         return self.extract_batch(self.preprocess(images))
@@ -85,8 +82,8 @@ class FeatureExtractor:
         """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason})."""
         n = len(paths)
         manifest = Manifest(root, list(paths), np.zeros(n, np.int64), ["train"] * n, ["item"], source=str(root))
-        loader = BatchLoader(manifest, self.input_size, batch_size, workers=workers, mean=self.mean,
-                             std=self.std, max_bad_fraction=max_bad_fraction, max_pixels=max_pixels)
+        loader = BatchLoader(manifest, self.input_size, batch_size, workers=workers,
+                             max_bad_fraction=max_bad_fraction, max_pixels=max_pixels)
         feats, probs, rows = [], [[] for _ in self.classifiers], []
         try:
             for x, _, idx in tqdm(loader.epoch(0), total=len(loader), desc="extract", unit="batch",

@@ -61,7 +61,12 @@ def load_classifier(run_dir, device: str = "auto"):
     weights = run_dir / info["weights"]
     if not weights.is_file():
         raise UserError(f"{run_dir}: weights file {info['weights']} is missing (the run has no finished epoch?)")
-    clf = build_classifier(info["engine"], info["arch"], len(info["classes"]), device=device)
+    norm = info.get("normalization") or {}
+    try:
+        clf = build_classifier(info["engine"], info["arch"], len(info["classes"]), device=device,
+                               **{k: norm[k] for k in ("mean", "std") if k in norm})
+    except ValueError as e:
+        raise UserError(f"{run_dir / 'model.json'}: normalization: {e}") from None
     clf.load_weights(weights)
     return clf, info
 

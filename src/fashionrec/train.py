@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from . import metrics as M
 from .config import StageConfig, dump_yaml
-from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .data.loader import BatchLoader
 from .data.readers import load_manifest
 from .engines.base import WEIGHTS_FILE, build_classifier
@@ -129,7 +128,7 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     info = {
         "engine": cfg.engine, "arch": cfg.model.arch, "task": cfg.task, "stage": cfg.stage,
         "classes": list(manifest.classes), "input_size": cfg.model.input_size,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "normalization": {"mean": list(clf.mean), "std": list(clf.std)},
         "num_features": clf.num_features, "weights": WEIGHTS_FILE[cfg.engine], "top_k": t.top_k,
         "init": str(init) if init else (state or {}).get("init"), "device": clf.device,
     }
@@ -225,8 +224,7 @@ def evaluate(run_dir, split: str = "val", device: str = "auto", progress: bool =
         have = ", ".join(sorted(set(manifest.splits)))
         raise UserError(f"{run_dir}: the manifest has no '{split}' split (it has: {have})")
     clf, _ = load_classifier(run_dir, device=device)
-    loader = BatchLoader(part, info["input_size"], batch_size=32, workers=workers,
-                         mean=info["normalization"]["mean"], std=info["normalization"]["std"])
+    loader = BatchLoader(part, info["input_size"], batch_size=32, workers=workers)
     try:
         logits, labels, _ = predict_loader(clf, loader, desc=f"evaluate {split}", progress=progress)
     finally:

@@ -1,8 +1,10 @@
 """A batch loader that yields numpy batches any engine can take.
 
 Decoding, augmentation and resizing run in worker processes (``workers`` > 0) or in the
-main process (``workers=0``). Batches come out in order as ``(x, y, index)``: ``x`` float32
-(N, 3, H, W) normalised, ``y`` int64 labels, ``index`` the manifest rows in the batch.
+main process (``workers=0``). Batches come out in order as ``(x, y, index)``: ``x`` uint8
+(N, H, W, 3) RGB, ``y`` int64 labels, ``index`` the manifest rows in the batch. Normalising is
+the classifier's job, on its own device: uint8 is a quarter of the bytes to pass between
+processes and to a GPU, and the main process has no arithmetic left to hold up a GPU step.
 
 Randomness is a pure function of (seed, epoch, row): shuffling uses
 ``default_rng([seed, epoch])`` and each image's augmentation ``default_rng([seed, epoch,
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from .augment import Augmenter, AugmentConfig
-from .images import DEFAULT_MAX_PIXELS, IMAGENET_MEAN, IMAGENET_STD, decode_image, normalize_batch, resize
+from .images import DEFAULT_MAX_PIXELS, decode_image, resize
 from .manifest import Manifest
 
 _STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
@@ -60,8 +62,7 @@ class BatchLoader:
     def __init__(self, manifest: Manifest, input_size: int, batch_size: int, *, shuffle: bool = False,
                  augment: AugmentConfig | None = None, seed: int = 0, workers: int = 0,
                  drop_last: bool = False, max_bad_fraction: float = 0.01,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 limit_batches: int | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, limit_batches: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         if input_size < 16:
@@ -75,7 +76,6 @@ class BatchLoader:
         self.workers = workers
         self.drop_last = drop_last
         self.max_bad_fraction = max_bad_fraction
-        self.mean, self.std = mean, std
         self.limit_batches = limit_batches
         self.bad: dict[str, str] = {}
         self._seen = 0
@@ -120,7 +120,7 @@ class BatchLoader:
             if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1) and self._seen >= 100:
                 self._abort()
             if len(rows):
-                yield normalize_batch(x, self.mean, self.std), labels[rows], rows
+                yield x, labels[rows], rows
         if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1):
             self._abort()
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from ...errors import UserError
 from ...io import atomic_path, read_json, write_json
+from ..base import check_images
 
 MAX_COMPUTE_CAPABILITY = (8, 6)
 
@@ -58,12 +60,14 @@ def resolve_context(device: str):
 class MXNetClassifier:
     engine = "mxnet"
 
-    def __init__(self, arch: str, num_classes: int, device: str = "auto", seed: int = 0):
+    def __init__(self, arch: str, num_classes: int, device: str = "auto", seed: int = 0,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
         from .alexnet import alexnet
         from .bninception import bninception
 
         mx = _mx()
         self.arch = arch
+        self.mean, self.std = tuple(mean), tuple(std)
         self.ctx, self.device = resolve_context(device)
         self.set_seed(seed)
         self.net = {"alexnet": alexnet, "bninception": bninception}[arch](num_classes=num_classes)
@@ -103,11 +107,17 @@ class MXNetClassifier:
     def _nd(self, x, dtype="float32"):
         return _mx().nd.array(np.asarray(x), ctx=self.ctx, dtype=dtype)
 
+    def _images(self, x: np.ndarray):
+        """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the context (normalised on the host:
+        mxnet's GPU use here is training on older cards, where the torch engine's device-side
+        normalisation is what matters)."""
+        return self._nd(normalize_batch(check_images(x), self.mean, self.std))
+
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         if self.trainer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
         mx = _mx()
-        xb, yb = self._nd(x), self._nd(y, "float32")
+        xb, yb = self._images(x), self._nd(y, "float32")
         with mx.autograd.record(train_mode=True):
             logits = self.net(xb)
             loss = self._loss(logits, yb)
@@ -119,7 +129,7 @@ class MXNetClassifier:
         return self.extract(x)[0]
 
     def extract(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fmap = self.net.forward_features(self._nd(x))
+        fmap = self.net.forward_features(self._images(x))
         pooled = self.net.forward_head(fmap, pre_logits=True)
         logits = self.net.forward_head(fmap)
         return logits.asnumpy(), pooled.asnumpy()
