@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 
@@ -160,17 +161,19 @@ def add_output_options(parser, name: str) -> None:
 def start_report(script: str, args, argv, *packages: str) -> dict:
     """Date, the command as typed, the machine (with ``packages``' versions) and the arguments."""
     command = " ".join([script, *(sys.argv[1:] if argv is None else argv)])
-    return {"date": now(), "command": command, "machine": machine(*packages),
+    return {"date": now(), "command": command, "machine": machine(*packages), "started": time.time(),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
 
 def finish_report(report: dict, args, name: str, markdown) -> None:
-    """Record the load at the end, write ``--out`` and section ``name`` of ``--results``."""
+    """Record the load at the end and the run time, write ``--out`` and section ``name`` of ``--results``."""
     from fashionrec.io import write_json
 
     report["machine"]["loadavg_end"] = loadavg()
+    report["elapsed_s"] = round(time.time() - report.pop("started"), 1)
     write_json(args.out, report)
     if args.results:
         shown = args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out
-        update_results_md(Path(args.results), name, markdown(report, shown))
+        body = markdown(report, shown) + f"\n\nRun time {report['elapsed_s'] / 60:.1f} min."
+        update_results_md(Path(args.results), name, body)
         print(f"wrote {args.out} and the {name} section of {args.results}")
