@@ -36,6 +36,27 @@ def test_randomness_depends_on_seed_epoch_row_not_on_workers(manifest):
     assert a[0][2].tolist() != c[0][2].tolist()  # a new epoch shuffles anew
 
 
+def test_workers_reuse_shared_memory_slots_without_touching_batches_already_handed_out(manifest):
+    """prefetch=1: every batch goes through the same slot, so a batch kept by the consumer must be
+    its own copy; stopping an epoch early and starting the next must not mix batches up."""
+    kw = dict(input_size=32, batch_size=4, shuffle=True, augment=AugmentConfig(rotation=8), seed=5, limit_batches=6)
+    want = [list(BatchLoader(manifest, workers=0, **kw).epoch(e)) for e in (0, 1)]
+    loader = BatchLoader(manifest, workers=2, prefetch=1, **kw)
+    try:
+        for _ in zip(range(2), loader.epoch(0)):  # stop after two of six batches
+            pass
+        got = [list(loader.epoch(e)) for e in (0, 1)]
+    finally:
+        loader.close()
+    for got_epoch, want_epoch in zip(got, want):
+        assert len(got_epoch) == len(want_epoch) == 6
+        for (xa, ya, ia), (xb, yb, ib) in zip(got_epoch, want_epoch):
+            assert ia.tolist() == ib.tolist() and ya.tolist() == yb.tolist()
+            np.testing.assert_array_equal(xa, xb)
+    with pytest.raises(ValueError, match="prefetch must be >= 1"):
+        BatchLoader(manifest, workers=1, prefetch=0, **kw)
+
+
 def test_bad_images_are_skipped_counted_and_abort_over_the_limit(manifest, tmp_path):
     import shutil
 
