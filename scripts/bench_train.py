@@ -42,6 +42,8 @@ def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args, s
     overrides = [f"engine={engine}", f"model.input_size={size or args.size}", f"data.root={data_root}",
                  "train.max_epochs=1", f"train.limit_train_batches={args.batches}", f"train.device={args.device}",
                  f"train.workers={args.workers}", f"output.dir={out_dir}", f"output.name={engine}-{arch}"]
+    if args.batch_size:
+        overrides.append(f"train.batch_size={args.batch_size}")
     return load_config(StageConfig, REPO / "configs" / "pretrain" / f"{arch}-category.yaml", overrides)
 
 
@@ -103,7 +105,8 @@ def markdown(report: dict, out_path) -> str:
              f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.", "",
              machine_line(report["machine"]) + f" torch {report['machine']['torch']}, "
              f"mxnet {report['machine']['mxnet']}; device {a['device']}.", "",
-             f"Pretrain (category) at {a['size']} px with each committed paper config's optimiser and batch size; "
+             f"Pretrain (category) at {a['size']} px with each committed paper config's optimiser and "
+             + (f"batch size {a['batch_size']} (not the config's); " if a.get("batch_size") else "batch size; ") +
              f"'step' is `train_step` on a ready batch, 'pipeline' is `fashionrec.train.train` for "
              f"{a['batches']} batches on the synthetic DeepFashion JPEGs with {a['workers']} loader worker(s) "
              f"(decode and resize; pretrain has no augmentation; the loop; the checkpoint).", "",
@@ -159,6 +162,8 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=16, help="batches per measurement")
     p.add_argument("--images", type=int, default=1200, help="synthetic DeepFashion images (about 70%% train)")
     p.add_argument("--workers", type=int, default=1, help="loader worker processes")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="instead of the config's (the paper's 32 for BN-Inception may leave a GPU waiting on Python)")
     p.add_argument("--loader-size", type=int, default=224, help="input size of the loader-alone measurement")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     add_output_options(p, "train")
@@ -171,6 +176,8 @@ def parse_args(argv=None):
         p.error(f"--engines: each must be torch or mxnet; got {args.engines}")
     if any(a not in ("bninception", "alexnet") for a in args.archs):
         p.error(f"--archs: each must be bninception or alexnet; got {args.archs}")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
     if args.batches < 2:
         p.error("--batches must be at least 2")
     return args
