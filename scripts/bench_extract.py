@@ -6,10 +6,10 @@
 Per engine, with the two BN-Inception extractors an index uses (category + texture, freshly
 initialised: speed does not depend on what the weights learned):
 
-- **forward**: ``FeatureExtractor.extract_batch`` on ready, normalised float32 batches: the
-  network alone, the upper bound for the pipeline;
+- **forward**: ``FeatureExtractor.extract_batch`` on ready uint8 batches (each network
+  normalises on its device): the networks alone, the upper bound for the pipeline;
 - **pipeline**: ``FeatureExtractor.extract_catalog`` on the JPEG files, the code path of
-  ``fashionrec index``: read, decode, resize, normalise (in loader workers) and forward,
+  ``fashionrec index``: read, decode, resize (in loader workers), normalise and forward,
   for 0, 1 and 2 loader workers.
 
 The ratio pipeline / forward says whether the loader starves the network (target >= 0.9). Both
@@ -69,7 +69,7 @@ def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) ->
               + ", ".join(f"{w} workers {v:.1f}" for w, v in out["pipeline_img_s"].items()), flush=True)
     best_w = max(out["pipeline_img_s"], key=out["pipeline_img_s"].get)
     out.update(best_workers=int(best_w), ratio=round(out["pipeline_img_s"][best_w] / out["forward_img_s"], 3))
-    # what the loader costs per image, measured alone: decode + resize + normalise
+    # what the loader costs per image, measured alone: decode + resize
     t = time.perf_counter()
     for p in paths[:64]:
         extractor.preprocess([decode_image(root / p)])
@@ -84,7 +84,7 @@ def markdown(report: dict, out_path) -> str:
              machine_line(report["machine"]) + f" torch {report['machine']['torch']}, mxnet {report['machine']['mxnet']}.",
              "",
              f"Two BN-Inception extractors (category + texture, 2048-d together) at {a['size']} px on "
-             f"{a['images']} synthetic JPEGs, batch {a['batch_size']}. 'forward' is the networks on ready tensors; "
+             f"{a['images']} synthetic JPEGs, batch {a['batch_size']}. 'forward' is the networks on ready uint8 batches; "
              f"'index pipeline' is `FeatureExtractor.extract_catalog` (what `fashionrec index` runs) on the files, "
              f"best over {', '.join(str(w) for w in a['workers'])} loader workers. Images/s count images through "
              f"both networks. Best of {a['repeats']} alternating repeats.", "",

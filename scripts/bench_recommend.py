@@ -169,7 +169,7 @@ def markdown(report: dict, out_path) -> str:
                  ("load index (features.npy, items, search structure)", ph["index_load_s"]),
                  ("build 2 networks + load weights", ph["model_build_load_s"]),
                  ("sha256 of the weights (checked against index.json)", ph["weights_hash_s"]),
-                 ("decode query", ph["decode_s"]), ("resize + normalise", ph["preprocess_s"]),
+                 ("decode query", ph["decode_s"]), ("resize (the networks normalise)", ph["preprocess_s"]),
                  ("first forward pass (both networks)", ph["forward_first_s"]),
                  ("search", ph["search_s"])]
     lines = [
@@ -192,7 +192,7 @@ def markdown(report: dict, out_path) -> str:
               "| phase | s |", "|---|---:|"]
     lines += [f"| {name} | {s:.3f} |" for name, s in cold_rows]
     lines += [f"| **sum** | **{sum(s for _, s in cold_rows):.2f}** |", "",
-              "Where a warm call's time goes (p50 per phase, ms):", "", "| decode | resize + normalise | "
+              "Where a warm call's time goes (p50 per phase, ms):", "", "| decode | resize | "
               "forward (2 networks) | search |", "|---:|---:|---:|---:|",
               "| " + " | ".join(f"{w['phases'][k]['p50_ms']:.1f}" for k in ("decode", "preprocess", "forward", "search"))
               + " |", ""]
