@@ -99,6 +99,22 @@ def test_bad_uploads_are_4xx_json_and_the_server_keeps_serving(client, recommend
     assert ok.status_code == 200 and len(ok.json()["results"]) == 2
 
 
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_oversized_body_is_413_whether_or_not_it_declares_its_length(client, recommender, declared):
+    """Without a Content-Length (a chunked upload) the body is counted as it arrives."""
+    chunk, n = b"x" * 16384, 40  # 640 KiB against a limit of 200,000 + 65,536 bytes
+    headers = {"content-type": "multipart/form-data; boundary=xyz"}
+    if declared:
+        r = client.post("/recommend", content=chunk * n, headers=headers)
+    else:
+        r = client.post("/recommend", content=(chunk for _ in range(n)), headers=headers)
+        assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and "the limit is 200000" in r.json()["error"]
+    data, _ = catalog_image(recommender)
+    ok = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")}, data={"k": "1"})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 1
+
+
 @pytest.mark.parametrize("url", ["/items/99999/similar", "/items/-1/image", "/items/abc/image", "/items/0/similar?k=0"])
 def test_bad_item_requests_are_4xx_json(client, url):
     r = client.get(url)

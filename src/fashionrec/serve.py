@@ -80,6 +80,58 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+class UploadLimit:
+    """ASGI middleware: a request body over ``max_bytes`` (plus ``envelope`` for the multipart
+    headers and form fields) is answered 413 and read no further.
+
+    A declared Content-Length over the limit is refused before anything is read; a body sent
+    without one (chunked) is counted as it arrives. Without this, the multipart parser would
+    spool a chunked upload of any size to disk before the endpoint could check it.
+    """
+
+    def __init__(self, app, max_bytes: int, envelope: int = 65536):
+        self.app, self.max_bytes, self.cap = app, max_bytes, max_bytes + envelope
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.cap:
+            return await self._refuse(scope, receive, send, f"upload is {int(length)} bytes")
+        received, over, started = 0, False, False
+
+        async def counting_receive():
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.cap:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if over:  # the app turned the interrupted read into an answer of its own: ours replaces it
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        if over and not started:
+            await self._refuse(scope, receive, send, f"upload is over {self.cap} bytes")
+
+    async def _refuse(self, scope, receive, send, what: str):
+        await _error(413, f"{what}; the limit is {self.max_bytes}")(scope, receive, send)
+
+
 def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 16, max_wait_ms: float = 5.0) -> FastAPI:
     """A FastAPI app serving ``recommender``; run it with any ASGI server (``fashionrec serve`` uses uvicorn)."""
@@ -118,13 +170,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
     async def user_error(request: Request, exc: UserError):
         return _error(400, str(exc))
 
-    @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next):
-        # refuse before the body is read when the client says how big it is
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit() and int(length) > max_upload_bytes + 65536:
-            return _error(413, f"upload is {int(length)} bytes; the limit is {max_upload_bytes}")
-        return await call_next(request)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
 
     def item_path(item_id: int) -> Path:
         if not 0 <= item_id < n_items:
