@@ -167,3 +167,27 @@ def test_index_is_found_again_from_another_folder_and_after_moving_the_tree(
     rec = Recommender.load(moved / "index", device="cpu")
     res = rec.recommend([moved / "data" / rec.index.items[4]["path"]], k=1)[0]
     assert res["results"][0]["id"] == 4
+
+
+def test_bf16_index_is_close_to_fp32_and_recommend_follows_it(built_index, synth_root, extractor_runs, tmp_path):
+    """precision: bf16 extracts in bfloat16 (torch); index.json records it, so queries are
+    extracted the same way, and appended items too."""
+    out = tmp_path / "bf16"
+    build_index(index_config(synth_root, extractor_runs, out, precision="bf16", backend="brute"),
+                progress=False, log=lambda *_: None)
+    bf16, fp32 = CatalogIndex.load(out), CatalogIndex.load(built_index)
+    assert bf16.meta["precision"] == "bf16" and fp32.meta["precision"] == "fp32"
+    a, b = fp32.features, bf16.features
+    assert not np.array_equal(a, b)  # it really ran in bfloat16
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    assert cosine.min() > 0.995 and cosine.mean() > 0.999  # bfloat16 keeps ~3 significant digits
+    rec = Recommender.load(out, device="cpu")
+    assert rec.extractor.precision == "bf16"
+    item = rec.index.items[5]
+    assert rec.recommend([rec.index.root / item["path"]], k=1)[0]["results"][0]["id"] == 5
+
+    meta = json.loads((out / "index.json").read_text())
+    meta["precision"] = "fp8"
+    (out / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"index.json: precision: must be one of fp32, bf16; got 'fp8'"):
+        Recommender.load(out, device="cpu")

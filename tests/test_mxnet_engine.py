@@ -80,6 +80,9 @@ def test_index_and_recommend_with_mxnet_runs(mx_runs, synth_root, tmp_path):
     res = rec.recommend([rec.index.root / item["path"]], k=2)[0]
     assert res["results"][0]["id"] == 3 and res["results"][0]["distance"] < 1e-3
     assert [e["engine"] for e in rec.index.meta["extractors"]] == ["mxnet", "mxnet"]
+    cfg.precision = "bf16"
+    with pytest.raises(UserError, match="precision: bf16 inference needs the torch engine"):
+        build_index(cfg, progress=False, log=lambda *_: None)
 
 
 def test_gpu_newer_than_mxnet_supports_fails_early(monkeypatch):

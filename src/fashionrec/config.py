@@ -120,6 +120,7 @@ class IndexConfig:
     batch_size: int = 32
     workers: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # of extraction; recommend and serve follow the index
 
 
 # ----------------------------------------------------------------------------- loading

@@ -23,13 +23,15 @@ from .runs import load_classifier, sha256_file
 class FeatureExtractor:
     """Several trained runs used as one feature extractor (heads stripped, features concatenated)."""
 
-    def __init__(self, run_dirs, device: str = "auto"):
+    def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32"):
         if not run_dirs:
             raise UserError("extractors: give at least one run directory")
         self.runs = [Path(r) for r in run_dirs]
+        self.precision = precision
         self.classifiers, self.infos = [], []
         for run in self.runs:
             clf, info = load_classifier(run, device=device)
+            clf.set_inference_precision(precision)
             self.classifiers.append(clf)
             self.infos.append(info)
         sizes = {i["input_size"] for i in self.infos}

@@ -147,14 +147,16 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
     """Extract the catalog with the configured runs and write the index directory."""
     out = Path(cfg.output)
     root, paths, known = read_catalog(cfg.catalog.root, cfg.catalog.format)
-    extractor = FeatureExtractor(cfg.extractors, device=cfg.device)
-    described = extractor.describe()
-
     old = None
     if append:
         if not (out / "index.json").is_file():
             raise UserError(f"{out}: --append needs an existing index")
         old = CatalogIndex.load(out)
+    # appended items are extracted as the index's first ones were
+    precision = old.meta.get("precision", "fp32") if old else cfg.precision
+    extractor = FeatureExtractor(cfg.extractors, device=cfg.device, precision=precision)
+    described = extractor.describe()
+    if old:
         if not _same_extractors(old.meta["extractors"], described):
             raise UserError(f"{out}: --append with other extractors than the index was built with; rebuild it")
         if Path(old.root).resolve() != Path(root).resolve():
@@ -207,6 +209,7 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
         "blocks": extractor.blocks,
         "extractors": described,
         "l2_normalize": l2,
+        "precision": precision,
         "backend_params": knn.get_params(),
         "catalog": {"root": str(root_abs), "root_relative": os.path.relpath(root_abs, out.resolve()),
                     "format": cfg.catalog.format, "source": str(cfg.catalog.root)},

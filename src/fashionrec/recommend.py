@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import DEFAULT_MAX_PIXELS
+from .engines.base import PRECISIONS
 from .errors import UserError
 from .features import FeatureExtractor
 from .index import CatalogIndex, resolve_run
@@ -36,7 +37,11 @@ class Recommender:
             if not (Path(run) / "model.json").is_file():
                 raise UserError(f"{run}: extractor run not found (the index was built with "
                                 f"{', '.join(e['run'] for e in recorded)})")
-        extractor = FeatureExtractor(runs, device=device)
+        precision = index.meta.get("precision", "fp32")  # queries are extracted as the catalog was
+        if precision not in PRECISIONS:
+            raise UserError(f"{index.directory / 'index.json'}: precision: must be one of {', '.join(PRECISIONS)}; "
+                            f"got {precision!r}")
+        extractor = FeatureExtractor(runs, device=device, precision=precision)
         for want, have in zip(recorded, extractor.describe()):
             if want["weights_sha256"] != have["weights_sha256"] or want["task"] != have["task"]:
                 raise UserError(

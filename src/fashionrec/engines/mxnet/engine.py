@@ -125,6 +125,11 @@ class MXNetClassifier:
         self.trainer.step(len(y))  # gradients are divided by the batch size: a mean loss
         return float(loss.mean().asscalar()), logits.asnumpy()
 
+    def set_inference_precision(self, precision: str) -> None:
+        if precision != "fp32":
+            raise UserError(f"precision: {precision} inference needs the torch engine; the mxnet engine runs fp32 "
+                            "(convert the runs with `fashionrec convert`)")
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.extract(x)[0]
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ...data.images import IMAGENET_MEAN, IMAGENET_STD
 from ...errors import UserError
 from ...io import atomic_path, read_json, write_json
-from ..base import check_images
+from ..base import PRECISIONS, check_images
 from .alexnet import alexnet
 from .bninception import bninception
 from .weights import get_weights, set_weights
@@ -70,6 +70,7 @@ class TorchClassifier:
             self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = None
         self._inference_model = None  # built on first use, dropped whenever the weights change
+        self.precision = "fp32"  # of inference; training runs bf16 autocast on CUDA
 
     @property
     def num_classes(self) -> int:
@@ -99,8 +100,14 @@ class TorchClassifier:
         t = t.permute(0, 3, 1, 2).float()  # a channels_last view of the NHWC bytes: no copy
         return t.sub_(self._shift).div_(self._scale)
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+    def _autocast(self, training: bool = True):
+        enabled = self.cuda if training else self.precision == "bf16"
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=enabled)
+
+    def set_inference_precision(self, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.precision = precision
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         if self.optimizer is None:
@@ -127,7 +134,7 @@ class TorchClassifier:
         if self._inference_model is None:
             self._inference_model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
         model = self._inference_model
-        with self._autocast():
+        with self._autocast(training=False):
             fmap = model.forward_features(self._images(x))
             pooled = model.forward_head(fmap, pre_logits=True)
             logits = model.forward_head(fmap)
