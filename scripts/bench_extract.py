@@ -43,8 +43,9 @@ def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) ->
     from fashionrec.data.images import decode_image
     from fashionrec.features import FeatureExtractor
 
-    engine, _, precision = engine.partition("-")  # "torch-bf16": the torch engine extracting in bfloat16
-    extractor = FeatureExtractor(extractor_runs(work, engine, args.size), device="cpu", precision=precision or "fp32")
+    base_engine, _, precision = engine.partition("-")  # "torch-bf16": the torch engine extracting in bfloat16
+    extractor = FeatureExtractor(extractor_runs(work, base_engine, args.size), device="cpu",
+                                 precision=precision or "fp32")
     batch = args.batch_size
     ready = extractor.preprocess([decode_image(root / p) for p in paths[:batch]])
     for _ in range(2):  # warm-up: kernels, folded copies, hybridized graphs
