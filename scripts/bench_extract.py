@@ -26,7 +26,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchlib import (add_output_options, extractor_runs, finish_report, machine_line, start_report,  # noqa: E402
+from benchlib import (add_output_options, comma_list, extractor_runs, finish_report, machine_line, start_report,  # noqa: E402
                       synthetic_catalog)
 
 TARGET_RATIO = 0.9
@@ -131,20 +131,14 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--images", type=int, default=320, help="JPEGs to extract per measurement")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--engines", default="torch,torch-bf16,mxnet", help="comma-separated: torch, torch-bf16, mxnet")
-    p.add_argument("--workers", default="0,1,2", help="loader workers to try (comma-separated)")
+    p.add_argument("--engines", type=comma_list(choices=ENGINES), default="torch,torch-bf16,mxnet",
+                   help="comma-separated: torch, torch-bf16, mxnet")
+    p.add_argument("--workers", type=comma_list(int), default="0,1,2", help="loader workers to try (comma-separated)")
     p.add_argument("--repeats", type=int, default=2)
     add_output_options(p, "extract")
     args = p.parse_args(argv)
     if args.quick:
-        args.size, args.images, args.engines = 128, 96, "torch,torch-bf16"
-    args.engines = [e.strip() for e in args.engines.split(",")]
-    if any(e not in ENGINES for e in args.engines):
-        p.error(f"--engines: each must be one of {', '.join(ENGINES)}; got {args.engines}")
-    try:
-        args.workers = [int(w) for w in args.workers.split(",")]
-    except ValueError:
-        p.error(f"--workers must be comma-separated integers; got {args.workers!r}")
+        args.size, args.images, args.engines = 128, 96, ["torch", "torch-bf16"]
     if args.images < args.batch_size or args.images < 45:
         p.error("--images must be at least --batch-size and at least 45")
     return args

@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import cpu_model, mem_available_bytes, update_results_md  # noqa: E402  (puts src/ on the path)
+from benchlib import comma_list, cpu_model, mem_available_bytes, update_results_md  # noqa: E402  (puts src/ on the path)
 from fashionrec.io import write_json  # noqa: E402
 from fashionrec.knn import KNNIndex  # noqa: E402
 
 K = 5
 BATCH = 64
+BACKENDS = ("brute", "faiss-flat", "balltree", "faiss-hnsw", "faiss-ivf")
 IVF_NPROBES = (1, 4, 8, 16, 32, 64, 128)
 HNSW_EFS = (16, 32, 64, 128, 256)
 CHUNK_ROWS = 16384  # synthetic rows are drawn per chunk: chunk i from default_rng([seed, stream, i])
@@ -451,14 +452,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="sizes 5000,20000, 100 queries, HNSW only at 5000 (~2 min)")
-    p.add_argument("--sizes", default="20000,200000,1000000", help="comma-separated catalog sizes")
+    p.add_argument("--sizes", type=comma_list(int), default="20000,200000,1000000", help="comma-separated catalog sizes")
     p.add_argument("--dim", type=int, default=2048, help="feature dimension of the synthetic data")
     p.add_argument("--rank", type=int, default=64, help="latent rank of the synthetic data")
     p.add_argument("--clusters", type=int, default=1000, help="latent clusters (0: one Gaussian, no structure)")
     p.add_argument("--spread", type=float, default=1.0, help="within-cluster spread (cluster centres have std 1)")
     p.add_argument("--features", type=Path, help="a float32 features.npy to use instead of synthetic data")
     p.add_argument("--queries", type=int, default=200, help="held-out queries")
-    p.add_argument("--backends", default="brute,faiss-flat,balltree,faiss-hnsw,faiss-ivf")
+    p.add_argument("--backends", type=comma_list(choices=BACKENDS), default=",".join(BACKENDS))
     p.add_argument("--balltree-max-n", type=int, default=50000)
     p.add_argument("--hnsw-max-n", type=int, default=20000)
     p.add_argument("--flat-max-n", type=int, default=200000)
@@ -477,21 +478,13 @@ def parse_args(argv=None):
     args.command = " ".join([Path(sys.argv[0]).name if argv is None else "bench_knn.py"]
                             + (sys.argv[1:] if argv is None else list(argv)))
     if args.quick:
-        if args.sizes == p.get_default("sizes"):
-            args.sizes = "5000,20000"
+        if args.sizes == comma_list(int)(p.get_default("sizes")):
+            args.sizes = [5000, 20000]
         args.queries = min(args.queries, 100)
         args.hnsw_max_n = min(args.hnsw_max_n, 5000)
         args.budget = min(args.budget, 5.0)
-    try:
-        args.sizes = [int(s) for s in args.sizes.split(",")]
-    except ValueError:
-        p.error(f"--sizes must be comma-separated integers; got {args.sizes!r}")
     if any(n < 100 for n in args.sizes):
         p.error("--sizes must be at least 100 each")
-    args.backends = [b.strip() for b in args.backends.split(",")]
-    for b in args.backends:
-        if b not in ("brute", "faiss-flat", "balltree", "faiss-hnsw", "faiss-ivf"):
-            p.error(f"--backends: unknown backend {b!r}")
     if args.queries < 10:
         p.error("--queries must be at least 10")
     return args

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import (REPO, add_output_options, finish_report, machine_line, start_report,  # noqa: E402
+from benchlib import (REPO, add_output_options, comma_list, finish_report, machine_line, start_report,  # noqa: E402
                       synthetic_catalog)
 
 GPU_TARGET_IMG_S = 4000  # BN-Inception at 224 px on a GPU: about a minute per DeepFashion epoch
@@ -157,8 +157,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="torch only, 6 batches (~2 min)")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--engines", default="torch,mxnet")
-    p.add_argument("--archs", default="bninception,alexnet")
+    p.add_argument("--engines", type=comma_list(choices=("torch", "mxnet")), default="torch,mxnet")
+    p.add_argument("--archs", type=comma_list(choices=("bninception", "alexnet")), default="bninception,alexnet")
     p.add_argument("--batches", type=int, default=16, help="batches per measurement")
     p.add_argument("--images", type=int, default=1200, help="synthetic DeepFashion images (about 70%% train)")
     p.add_argument("--workers", type=int, default=1, help="loader worker processes")
@@ -169,13 +169,7 @@ def parse_args(argv=None):
     add_output_options(p, "train")
     args = p.parse_args(argv)
     if args.quick:
-        args.engines, args.batches, args.images = "torch", 6, 600
-    args.engines = [e.strip() for e in args.engines.split(",")]
-    args.archs = [a.strip() for a in args.archs.split(",")]
-    if any(e not in ("torch", "mxnet") for e in args.engines):
-        p.error(f"--engines: each must be torch or mxnet; got {args.engines}")
-    if any(a not in ("bninception", "alexnet") for a in args.archs):
-        p.error(f"--archs: each must be bninception or alexnet; got {args.archs}")
+        args.engines, args.batches, args.images = ["torch"], 6, 600
     if args.batch_size is not None and args.batch_size < 1:
         p.error("--batch-size must be at least 1")
     if args.batches < 2:

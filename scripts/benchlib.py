@@ -149,6 +149,24 @@ def extractor_runs(work, engine: str, size: int) -> list[Path]:
 
 # ---------------------------------------------------------------------------------- reports
 
+def comma_list(convert=str, choices=None):
+    """An argparse ``type``: ``"a,b"`` -> ``[a, b]``, each item converted and, with ``choices``, one of them."""
+    import argparse
+
+    def parse(text: str) -> list:
+        try:
+            items = [convert(item.strip()) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"comma-separated {convert.__name__} values expected; got {text!r}")
+        unknown = [item for item in items if choices is not None and item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"each must be one of {', '.join(map(str, choices or ()))}; got {text!r}"
+                                             if unknown else "give at least one value")
+        return items
+
+    return parse
+
+
 def add_output_options(parser, name: str) -> None:
     """``--work``, ``--out`` and ``--results``: where a script makes its inputs and writes its numbers."""
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work",
