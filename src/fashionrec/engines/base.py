@@ -84,12 +84,12 @@ def build_classifier(engine: str, arch: str, num_classes: int, device: str = "au
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     try:
-        mean_std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        mean, std = tuple(map(float, mean)), tuple(map(float, std))
+        valid = len(mean) == len(std) == 3 and min(std) > 0
     except (TypeError, ValueError):
-        mean_std = (), ()
-    if len(mean_std[0]) != 3 or len(mean_std[1]) != 3 or min(mean_std[1]) <= 0:
+        valid = False
+    if not valid:
         raise ValueError(f"mean and std must be 3 numbers each, std > 0; got {mean!r}, {std!r}")
-    mean, std = mean_std
     if engine == "torch":
         from .torch.engine import TorchClassifier
 

@@ -2,10 +2,11 @@
 
 Weights and optimiser state are stored as safetensors (no pickle). Batches arrive as uint8
 (N, H, W, 3) and are normalised on the device; seen as (N, 3, H, W) that layout is already
-channels_last. On CUDA, training runs with bf16 autocast and channels_last memory format. Inference (``predict``, ``extract``) runs
-a copy of the network with each BatchNorm folded into its convolution, in channels_last: the
-same outputs to float32 rounding, about 1.8x faster for BN-Inception on a CPU
-(``scripts/bench_recommend.py``).
+channels_last. On CUDA, training runs with bf16 autocast and channels_last memory format.
+Inference (``predict``, ``extract``) runs a copy of the network with each BatchNorm folded into
+its convolution, in channels_last: the same outputs to float32 rounding, about 1.8x faster for
+BN-Inception on a CPU (``scripts/bench_recommend.py``); fp32 unless ``set_inference_precision``
+asks for bf16.
 """
 
 from __future__ import annotations
