@@ -172,9 +172,12 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
 
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
 
-    def item_path(item_id: int) -> Path:
+    def check_item(item_id: int) -> None:
         if not 0 <= item_id < n_items:
             raise HTTPException(404, f"item {item_id} is not in the index (ids are 0 to {n_items - 1})")
+
+    def item_path(item_id: int) -> Path:
+        check_item(item_id)
         path = (root / recommender.index.items[item_id]["path"]).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise HTTPException(404, f"item {item_id}: image file is missing")
@@ -208,8 +211,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
     @app.get("/items/{item_id}/similar")
     async def similar(item_id: int, k: int = Query(5, ge=1, le=max_k)):
         """The ``k`` catalog items most similar to item ``item_id`` (itself left out)."""
-        if not 0 <= item_id < n_items:
-            raise HTTPException(404, f"item {item_id} is not in the index (ids are 0 to {n_items - 1})")
+        check_item(item_id)
         result = await run_in_threadpool(recommender.similar, item_id, min(k, n_items - 1) or 1)
         item = dict(result["item"], image_url=f"/items/{item_id}/image")
         return {"k": k, "item": item, "results": with_urls(result["results"])}
