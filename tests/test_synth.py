@@ -1,5 +1,6 @@
 """The synthetic catalog: drawing, determinism, and the two trees' files read as plain text."""
 
+import ast
 import csv
 import re
 from collections import Counter, defaultdict
@@ -9,18 +10,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fashionrec.data.synth as synth_package
 from fashionrec.data.synth import (
     CATEGORIES,
     DEEPFASHION_CATEGORY,
     TEXTURE_ATTRIBUTE,
     TEXTURE_SYNONYMS,
     TEXTURES,
-    _Context,
-    _palette,
-    _TEXTURE_FUNCS,
     draw_garment,
     synthesize,
 )
+from fashionrec.data.synth.catalog import WRITERS
+from fashionrec.errors import UserError
+from fashionrec.data.synth.textures import PATTERNS, Context, random_palette
 
 N, SIZE = 100, 64
 
@@ -128,8 +130,8 @@ def test_patterns_are_coarse_enough_to_survive_a_downscale(texture):
     kept = []
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        ctx = _Context(128, 64, np.ones((128, 128), bool), (64.0, 64.0), 96.0, 0.0, _palette(rng))
-        fabric = Image.fromarray(_TEXTURE_FUNCS[texture](ctx, rng).mean(-1), "F")
+        ctx = Context(128, 64, np.ones((128, 128), bool), (64.0, 64.0), 96.0, 0.0, random_palette(rng))
+        fabric = Image.fromarray(PATTERNS[texture](ctx, rng).mean(-1), "F")
         at64, at32 = (np.asarray(fabric.resize((s, s), Image.BOX)) for s in (64, 32))
         kept.append(at32.std() / at64.std())
     assert np.median(kept) > 0.7, kept
@@ -148,6 +150,30 @@ def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, word):
     with pytest.raises(ValueError, match=word):
         synthesize(tmp_path, **{"n": 5, "size": 32, "progress": False, **kwargs})
     assert not (tmp_path / "deepfashion").exists()
+
+
+def test_writers_spell_the_formats_out_without_the_readers():
+    """The synthetic trees test the readers only if the writers do not borrow the readers' code:
+    no module of the synth package imports from outside it but ``artifacts`` (atomic folders)."""
+    folder = Path(synth_package.__file__).parent
+    outside = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level > 1:
+                outside.add((node.level, node.module))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and "fashionrec" in ast.unparse(node):
+                outside.add((0, ast.unparse(node)))
+    assert outside == {(3, "artifacts")}
+
+
+def test_tree_ids_are_distinct_and_never_the_plan_seed():
+    """Image i of tree t is drawn from [seed, t, i] and a plan from [seed, PLAN, t]: a tree id
+    equal to PLAN, or shared by two trees, would repeat seeds between them."""
+    from fashionrec.data.synth.trees import PLAN
+
+    ids = [writer.TREE for writer in WRITERS]
+    assert len(set(ids)) == len(ids) and PLAN not in ids
+    assert len({writer.FOLDER for writer in WRITERS}) == len(WRITERS)
 
 
 def test_a_new_catalog_replaces_the_old_one_whole(tmp_path):
@@ -288,3 +314,20 @@ def test_fashion_tree(trees):
         assert re.fullmatch(r"images/\d{6}\.jpg", r["path"])
         with Image.open(base / r["path"]) as img:
             assert img.format == "JPEG" and img.mode == "RGB" and img.size == (SIZE, SIZE)
+
+
+def test_synth_refuses_a_folder_it_did_not_draw(tmp_path):
+    (tmp_path / "fashion").mkdir()
+    (tmp_path / "fashion" / "my-photos.csv").write_text("path,label\n")
+    with pytest.raises(UserError, match="fashion: exists and is not a fashionrec synthetic fashion tree"):
+        synthesize(tmp_path, n=6, size=32, progress=False)
+    assert (tmp_path / "fashion" / "my-photos.csv").read_text() == "path,label\n"
+    assert not (tmp_path / "deepfashion").exists()  # refused before drawing anything
+
+
+def test_synth_keeps_a_tree_holding_a_users_file(tmp_path):
+    synthesize(tmp_path, n=6, size=32, progress=False)
+    (tmp_path / "deepfashion" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="notes.txt"):
+        synthesize(tmp_path, n=6, size=32, progress=False)
+    assert (tmp_path / "deepfashion" / "notes.txt").read_text() == "mine"

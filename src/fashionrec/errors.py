@@ -27,12 +27,3 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted; {run_dir}/last holds epoch {epoch}; continue with --resume")
         self.run_dir, self.epoch = run_dir, epoch
 
-
-def where(path, line=None, key=None):
-    """Format a location as ``path:line`` or ``path: key`` for error messages."""
-    out = str(path)
-    if line is not None:
-        out += f":{line}"
-    if key is not None:
-        out += f": {key}"
-    return out

@@ -1,0 +1,70 @@
+"""What the dataset writers share: tree ids and seeds, the balanced label plan, and drawing a
+tree's images as JPEG files.
+
+A writer is one module of this package per dataset layout (``deepfashion.py``, ``fashion.py``),
+listed in ``catalog.WRITERS``, with:
+
+* ``FOLDER``: its tree's folder under the output folder (and its progress bar's name);
+* ``TREE``: its id in the seeds below;
+* ``plan(n, seed) -> rows``: one dict per image, in drawing order, with at least ``path``
+  (relative to the tree), ``category`` and ``texture``;
+* ``write_files(root, rows)``: the tree's text files (annotations, label tables);
+* ``summary(rows) -> dict``: its extra lines in ``synthesize``'s summary.
+
+Each writer spells its file formats out itself, never through the readers
+(``data/deepfashion.py``, ``data/catalog.py``, ``data/manifest.py``), so the synthetic trees
+keep testing the readers.
+
+Seeds: image ``i`` of tree ``t`` is drawn from ``np.random.default_rng([seed, t, i])``, so the
+files do not depend on worker scheduling; a tree's plan (labels, products, splits, attributes)
+comes from ``[seed, PLAN, t]``. Tree ids: 0 DeepFashion Category and Attribute, 1 Fashion. 2 is
+``PLAN`` and no tree may take it (its image seeds would repeat plan seeds): the next tree (e.g.
+DeepFashion In-shop) takes 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .garments import CATEGORIES, draw_garment
+from .textures import TEXTURES
+
+PLAN = 2  # [seed, PLAN, tree] seeds the labels, products, splits and attributes of a tree
+JPEG_QUALITY = 90
+
+
+def plan_rng(seed: int, tree: int) -> np.random.Generator:
+    """The generator of a tree's plan (everything but the pixels)."""
+    return np.random.default_rng([seed, PLAN, tree])
+
+
+def balanced_labels(n: int, rng) -> list[tuple[str, str]]:
+    """``n`` (category, texture) pairs: all 45 pairs in a random order, again and again."""
+    pairs = [(c, t) for c in CATEGORIES for t in TEXTURES]
+    out = []
+    while len(out) < n:
+        out += [pairs[i] for i in rng.permutation(len(pairs))]
+    return out[:n]
+
+
+def _render(job) -> None:
+    """Worker: draw one image from its own seed and write it as JPEG."""
+    path, category, texture, size, key = job
+    draw_garment(category, texture, size, np.random.default_rng(key)).save(
+        path, format="JPEG", quality=JPEG_QUALITY)
+
+
+def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, pool,
+                progress: bool, desc: str) -> None:
+    """Draw image ``i`` of ``rows`` into ``root / rows[i]["path"]``, in ``pool`` if there is one."""
+    for r in rows:
+        (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(root / r["path"]), r["category"], r["texture"], size, [seed, tree, i])
+            for i, r in enumerate(rows)]
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
+        results = pool.imap_unordered(_render, jobs, chunksize=8) if pool else map(_render, jobs)
+        for _ in results:
+            bar.update()
