@@ -32,8 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import (add_output_options, extractor_runs, finish_report, machine_line, percentiles_ms,  # noqa: E402
-                      start_report, synthetic_catalog)
+from benchlib import (
+    add_output_options,
+    extractor_runs,
+    finish_report,
+    machine_line,
+    percentiles_ms,
+    start_report,
+    synthetic_catalog,
+)
 
 TARGET_WARM_P50_MS = 100.0
 TARGET_COLD_S = 2.5
@@ -55,7 +62,8 @@ index_dir, query, device = sys.argv[1], sys.argv[2], sys.argv[3]
 out = {"import_cli_s": t_cli - t0, "import_library_s": t_lib - t_cli}
 t = time.perf_counter(); index = CatalogIndex.load(index_dir); out["index_load_s"] = time.perf_counter() - t
 runs = [resolve_run(index.directory, e) for e in index.meta["extractors"]]
-t = time.perf_counter(); ext = FeatureExtractor(runs, device=device); out["model_build_load_s"] = time.perf_counter() - t
+t = time.perf_counter(); ext = FeatureExtractor(runs, device=device)
+out["model_build_load_s"] = time.perf_counter() - t
 t = time.perf_counter(); ext.describe(); out["weights_hash_s"] = time.perf_counter() - t
 t = time.perf_counter(); img = decode_image(query); out["decode_s"] = time.perf_counter() - t
 t = time.perf_counter(); x = ext.preprocess([img]); out["preprocess_s"] = time.perf_counter() - t
@@ -122,7 +130,8 @@ def cold(index_dir: Path, query: Path, runs: int) -> dict:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         python_start.append(time.perf_counter() - t)
     phases["python_start_s"] = min(python_start)
-    return {"first_start_s": round(first, 3), "wall_s": [round(w, 3) for w in walls], "p50_s": round(float(np.median(walls)), 3),
+    return {"first_start_s": round(first, 3), "wall_s": [round(w, 3) for w in walls],
+            "p50_s": round(float(np.median(walls)), 3),
             "min_s": round(min(walls), 3), "phases_s": {k: round(v, 4) for k, v in phases.items()},
             "command": " ".join(["fashionrec"] + cmd[1:])}
 
@@ -194,8 +203,8 @@ def markdown(report: dict, out_path) -> str:
     lines += [f"| **sum** | **{sum(s for _, s in cold_rows):.2f}** |", "",
               "Where a warm call's time goes (p50 per phase, ms):", "", "| decode | resize | "
               "forward (2 networks) | search |", "|---:|---:|---:|---:|",
-              "| " + " | ".join(f"{w['phases'][k]['p50_ms']:.1f}" for k in ("decode", "preprocess", "forward", "search"))
-              + " |", ""]
+              "| " + " | ".join(f"{w['phases'][k]['p50_ms']:.1f}"
+                                for k in ("decode", "preprocess", "forward", "search")) + " |", ""]
     lines += [f"- {t}" for t in report["verdict"]]
     return "\n".join(lines)
 

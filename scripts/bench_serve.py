@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
-from benchlib import add_output_options, finish_report, machine_line, percentiles_ms, start_report  # noqa: E402
+from benchlib import add_output_options, finish_report, machine_line, percentiles_ms, start_report
 
 
 def free_port() -> int:

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import (REPO, add_output_options, comma_list, finish_report, machine_line, start_report,  # noqa: E402
-                      synthetic_catalog)
+from benchlib import REPO, add_output_options, comma_list, finish_report, machine_line, start_report, synthetic_catalog
 
 GPU_TARGET_IMG_S = 4000  # BN-Inception at 224 px on a GPU: about a minute per DeepFashion epoch
 TARGET_RATIO = 0.9
@@ -48,7 +47,7 @@ def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args, s
 
 
 def step_rate(cfg, n_classes: int, steps: int) -> float:
-    from fashionrec.engines.base import build_classifier
+    from fashionrec.engines.factory import build_classifier
 
     t = cfg.train
     clf = build_classifier(cfg.engine, cfg.model.arch, n_classes, device=t.device, seed=0)

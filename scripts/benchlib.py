@@ -12,7 +12,8 @@ import platform
 import re
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version as package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # run from a checkout
 
-from fashionrec.io import write_text  # noqa: E402
+from fashionrec.artifacts import write_text  # noqa: E402
 
 RESULTS_TITLE = "# Benchmark results\n"
 
@@ -47,7 +48,7 @@ def gpu_name() -> str:
         import torch
 
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    except Exception:  # a benchmark must not fail on how it describes the machine
+    except Exception:  # noqa: BLE001 - a benchmark must not fail on how it describes the machine
         return "none"
 
 
@@ -111,7 +112,8 @@ TEXTURE_CLASSES = ["graphic", "plaid", "plain", "spotted", "striped"]
 def untrained_run(run_dir, engine: str, arch: str, task: str, input_size: int, seed: int = 0) -> Path:
     """A run directory (model.json + weights) holding a freshly initialised network (kept if it exists)."""
     from fashionrec.data.images import IMAGENET_MEAN, IMAGENET_STD
-    from fashionrec.engines.base import WEIGHTS_FILE, build_classifier
+    from fashionrec.engines.factory import build_classifier
+    from fashionrec.engines.registry import weights_file
     from fashionrec.runs import sha256_file, write_model_json
 
     classes = CATEGORY_CLASSES if task == "category" else TEXTURE_CLASSES
@@ -120,7 +122,7 @@ def untrained_run(run_dir, engine: str, arch: str, task: str, input_size: int, s
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     clf = build_classifier(engine, arch, len(classes), device="cpu", seed=seed)
-    weights = run_dir / WEIGHTS_FILE[engine]
+    weights = run_dir / weights_file(engine)
     clf.save_weights(weights)
     write_model_json(run_dir, {
         "engine": engine, "arch": arch, "task": task, "stage": "benchmark", "classes": classes,
@@ -157,7 +159,8 @@ def comma_list(convert=str, choices=None):
         try:
             items = [convert(item.strip()) for item in text.split(",") if item.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"comma-separated {convert.__name__} values expected; got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"comma-separated {convert.__name__} values expected; got {text!r}") from None
         unknown = [item for item in items if choices is not None and item not in choices]
         if unknown or not items:
             raise argparse.ArgumentTypeError(f"each must be one of {', '.join(map(str, choices or ()))}; got {text!r}"
@@ -185,7 +188,7 @@ def start_report(script: str, args, argv, *packages: str) -> dict:
 
 def finish_report(report: dict, args, name: str, markdown) -> None:
     """Record the load at the end and the run time, write ``--out`` and section ``name`` of ``--results``."""
-    from fashionrec.io import write_json
+    from fashionrec.artifacts import write_json
 
     report["machine"]["loadavg_end"] = loadavg()
     report["elapsed_s"] = round(time.time() - report.pop("started"), 1)

@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout
 
-from fashionrec.data.augment import FLIP_AXES, AugmentConfig, Augmenter  # noqa: E402
-from fashionrec.data.images import IMAGE_SUFFIXES, decode_image, resize  # noqa: E402
+from fashionrec.config import FLIP_AXES, AugmentConfig
+from fashionrec.data.augment import Augmenter
+from fashionrec.data.images import IMAGE_SUFFIXES, decode_image, resize
 
 TITLE_H = 26  # pixels above each tile for its two title lines
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout
 
-from fashionrec.data.synth import CATEGORIES, TEXTURES, draw_garment  # noqa: E402
+from fashionrec.data.synth import CATEGORIES, TEXTURES, draw_garment
 
 LABEL_W, TITLE_H, GAP = 70, 18, 4
 

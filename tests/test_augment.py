@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from fashionrec.data.augment import AugmentConfig, Augmenter, shift_hsl, warp
+from fashionrec.config import AugmentConfig
+from fashionrec.data.augment import Augmenter, shift_hsl, warp
 
 NO_CHANGE = dict(rotation=0.0, hsl_shift=0.0, shear=0.0, aspect_ratio=(1.0, 1.0), flip="none")
 

@@ -47,8 +47,47 @@ def test_training_skips_bad_images_and_lists_them(tmp_path, synth_root):
     cfg2 = stage_config(tmp_path, root / "category.csv", fmt="csv", stage="finetune", epochs=1, limit=None,
                         name="strict")
     cfg2.data.max_bad_fraction = 0.0
-    with pytest.raises(DataError, match="could not be decoded"):
+    with pytest.raises(DataError, match=r"could not be decoded \(limit 0\.0%; data\.max_bad_fraction raises it"):
         train(cfg2, progress=False, log=lambda *_: None)
+
+
+def test_training_on_class_folders_reads_no_hidden_files(tmp_path):
+    """.DS_Store, macOS ._* forks and .thumbnails/ would each count as a bad image: with no bad
+    image allowed, training goes through only when none of them is read."""
+    root = tmp_path / "shop"
+    for c, colour in (("plain", (200, 200, 200)), ("striped", (20, 40, 160))):
+        (root / c).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (40, 40), colour).save(root / c / f"{i}.jpg", format="JPEG")
+        (root / c / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        for i in range(8):
+            (root / c / f"._{i}.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+        (root / c / ".thumbnails").mkdir()
+        (root / c / ".thumbnails" / "0.jpg").write_bytes(b"not a jpeg")
+    cfg = stage_config(tmp_path, root, task="texture", fmt="folder", epochs=1, limit=1)
+    cfg.data.classes = ["plain", "striped"]
+    cfg.data.max_bad_fraction = 0.0
+    run = train(cfg, progress=False, log=lambda *_: None)
+    rows = Manifest.from_csv(run / "manifest.csv").paths
+    assert len(rows) == 16 and not any("/." in p for p in rows)
+    assert not (run / "bad_images.txt").exists()
+
+
+def test_conflicting_labels_stop_training_with_one_line_naming_both_lines(tmp_path):
+    import yaml
+
+    labels = _catalog(tmp_path, [("im/a.jpg", "dress"), ("im/b.jpg", "top"), ("im/a.jpg", "skirt")])
+    cfg = tmp_path / "stage.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "stage": "pretrain", "task": "category", "engine": "torch",
+        "data": {"format": "csv", "root": str(labels)}, "model": {"arch": "alexnet", "input_size": 32},
+        "train": {"optimizer": "adam", "lr": 0.001, "batch_size": 4, "max_epochs": 1, "workers": 0, "device": "cpu"},
+        "output": {"dir": str(tmp_path / "runs")}}))
+    r = CliRunner().invoke(main, ["pretrain", "-c", str(cfg), "--no-progress"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: {labels}:4: 'im/a.jpg' is listed again with label 'skirt', but line 2 gives it label 'dress'; "
+        "keep one of the two rows"]
 
 
 def test_unicode_and_spaces_in_query_paths(built_index, tmp_path):

@@ -1,6 +1,7 @@
+from pathlib import Path
+
 import pytest
 import yaml
-from pathlib import Path
 
 from fashionrec.config import IndexConfig, StageConfig, load_config
 from fashionrec.errors import ConfigError
@@ -101,8 +102,46 @@ def test_overrides(tmp_path):
         load_config(StageConfig, p, ["train.lr=fast"])
 
 
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E-4", 5e-4), ("1.5e2", 150.0), ("2", 2.0)])
+def test_scientific_notation_is_a_number_in_set_and_in_files(tmp_path, text, value):
+    p = _write(tmp_path, _base())
+    assert load_config(StageConfig, p, [f"train.lr={text}"]).train.lr == value
+    raw = _base()
+    raw["train"]["lr"] = "@"
+    p.write_text(yaml.safe_dump(raw).replace("'@'", text))
+    assert load_config(StageConfig, p).train.lr == value
+
+
 def test_augment_validation_is_reported_with_the_section(tmp_path):
     data = _base()
     data["augment"] = {"flip": "diagonal"}
     with pytest.raises(ConfigError, match=r"c\.yaml: augment: .*flip"):
         load_config(StageConfig, _write(tmp_path, data))
+
+
+def test_engine_arch_and_precision_choices_come_from_the_engine_registry(tmp_path):
+    import typing
+
+    from fashionrec.config import ModelConfig
+    from fashionrec.engines import registry
+
+    engine = typing.get_type_hints(StageConfig)["engine"]
+    assert typing.get_args(engine) == registry.engine_names() == ("torch", "mxnet")
+    assert typing.get_args(typing.get_type_hints(ModelConfig)["arch"]) == registry.list_archs()
+    assert typing.get_args(typing.get_type_hints(IndexConfig)["precision"]) == registry.precision_names()
+    data = _base()
+    data["engine"] = "onnx"
+    with pytest.raises(ConfigError, match=r"engine: expected 'torch' \| 'mxnet', got 'onnx'"):
+        load_config(StageConfig, _write(tmp_path, data))
+
+
+def test_config_imports_neither_the_data_package_nor_a_framework():
+    """config sits below data (data.augment and data.loader import AugmentConfig from it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fashionrec.config; "
+            "print(sorted(m for m in sys.modules if m.startswith(('fashionrec.data', 'torch', 'mxnet', 'sklearn', "
+            "'faiss'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import subprocess
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 
 from fashionrec.errors import UserError
 from fashionrec.knn import BACKENDS, EXACT_BACKENDS, KNNIndex
+from fashionrec.knn.base import Backend
 
 APPROX_BACKENDS = ("faiss-hnsw", "faiss-ivf")
 ALL_BACKENDS = EXACT_BACKENDS + APPROX_BACKENDS
@@ -201,6 +203,24 @@ def test_load_reports_a_damaged_directory(tmp_path, clustered):
     (tmp_path / "b" / "knn.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="shape"):
         KNNIndex.load(tmp_path / "b")
+    meta.update(n_items=200, data="index.faiss")
+    (tmp_path / "b" / "knn.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="backend brute saves 'vectors.npy'"):
+        KNNIndex.load(tmp_path / "b")
+
+
+def test_a_directory_in_format_1_loads(tmp_path):
+    # knn.json as KNNIndex.save has written it since format 1 (before the backends were classes)
+    X = np.random.default_rng(6).standard_normal((50, 4)).astype(np.float32)
+    params = {"backend": "balltree", "leaf_size": 40, "hnsw_m": 32, "ef_search": 128, "ef_construction": 200,
+              "nlist": None, "nprobe": 16, "threads": None}
+    (tmp_path / "old").mkdir()
+    np.save(tmp_path / "old" / "vectors.npy", X)
+    (tmp_path / "old" / "knn.json").write_text(json.dumps(
+        {"format": 1, "params": params, "n_items": 50, "dim": 4, "data": "vectors.npy"}))
+    loaded = KNNIndex.load(tmp_path / "old")
+    assert loaded.get_params() == params
+    np.testing.assert_array_equal(loaded.query(X[:5], 3)[1], reference(X, X[:5], 3)[1])
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -281,6 +301,68 @@ def test_bad_calls_are_value_errors(gaussian):
     with pytest.raises(ValueError, match="^nlist must be at most"):
         KNNIndex("faiss-ivf", nlist=50).fit(X[:10])
     assert set(BACKENDS) == {"auto", *ALL_BACKENDS}
+
+
+def test_listing_backends_and_brute_search_import_neither_sklearn_nor_faiss():
+    # scikit-learn's neighbours module alone takes ~0.5 s to import; brute needs none of it
+    code = ("import sys, numpy as np, fashionrec.knn as knn\n"
+            "X = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)\n"
+            "knn.KNNIndex('brute', threads=1).fit(X).query(X[:3], 5, exclude=np.arange(3))\n"
+            "print(knn.BACKENDS, sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'faiss')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"{BACKENDS} []"
+
+
+class _RoundedBackend(Backend):
+    """A toy backend for the contract: distances rounded to 0.5, ties to the *higher* id."""
+
+    name = "rounded"
+    exact = True
+    rounding = 0.01  # |q|^2 + max |x|^2 >= 50 here: slack >= 0.5 covers the rounding (<= 0.25)
+
+    def fit(self, X):
+        self.X = X
+        self._track_norm_max(X)
+
+    def add(self, X):
+        self.X = np.concatenate([self.X, X])
+        self._track_norm_max(X)
+
+    def search(self, Q, k):
+        rounded = np.round(2 * ((Q[:, None, :].astype(np.float64) - self.X[None]) ** 2).sum(-1)) / 2
+        ids = np.lexsort((-np.arange(len(self.X))[None].repeat(len(Q), 0), rounded), axis=-1)[:, :k]
+        return np.take_along_axis(rounded, ids, 1), ids
+
+    def rows(self, ids):
+        return self.X[ids]
+
+    def vectors(self):
+        return self.X
+
+    @property
+    def nbytes(self):
+        return self.X.nbytes
+
+
+def test_a_registered_backend_gets_the_facade(gaussian, tmp_path, monkeypatch):
+    """One class and one registration: parameters, exact re-ranking, exclude, save and load."""
+    from fashionrec.knn import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    base.register(_RoundedBackend)
+    with pytest.raises(ValueError, match="already registered"):
+        base.register(_RoundedBackend)
+    X, Q = gaussian
+    index = KNNIndex("rounded").fit(X[:1500])
+    index.add(X[1500:])
+    assert index.exact and index.nbytes == X.nbytes and index.get_params()["backend"] == "rounded"
+    dist, idx = index.query(Q, 10)
+    ref_dist, ref_idx = reference(X, Q, 10)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-5)
+    np.testing.assert_array_equal(index.query(X[:20], 4, exclude=np.arange(20))[1], reference(X, X[:20], 5)[1][:, 1:])
+    index.save(tmp_path / "r")
+    np.testing.assert_array_equal(KNNIndex.load(tmp_path / "r").query(Q, 10)[1], idx)
 
 
 def _bench_module():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fashionrec.data.augment import AugmentConfig
+from fashionrec.config import AugmentConfig
 from fashionrec.data.catalog import read_labels_csv
-from fashionrec.data.loader import BatchLoader
+from fashionrec.data.loader import BatchLoader, ImageSource
 from fashionrec.errors import DataError
 
 
@@ -22,6 +22,23 @@ def test_batches_shapes_and_labels(manifest):
     assert sum(len(b[1]) for b in batches) == len(manifest)
 
 
+def test_a_source_of_paths_alone_loads_the_same_images_without_labels(manifest):
+    source = ImageSource(manifest.root, manifest.paths)
+    kw = dict(input_size=32, batch_size=8, limit_batches=2)
+    with_labels = list(BatchLoader(manifest, **kw).epoch(0))
+    loader = BatchLoader(source, workers=1, **kw)
+    try:
+        paths_only = list(loader.epoch(0))
+    finally:
+        loader.close()
+    assert len(paths_only) == len(with_labels) == 2
+    for (xa, _, ia), (xb, yb, ib) in zip(with_labels, paths_only):
+        assert yb is None and ia.tolist() == ib.tolist()
+        np.testing.assert_array_equal(xa, xb)
+    with pytest.raises(ValueError, match="3 paths but 2 labels"):
+        ImageSource(manifest.root, manifest.paths[:3], labels=[0, 1])
+
+
 def test_randomness_depends_on_seed_epoch_row_not_on_workers(manifest):
     aug = AugmentConfig(rotation=8)
     kw = dict(input_size=32, batch_size=8, shuffle=True, augment=aug, seed=3, limit_batches=3)
@@ -29,7 +46,7 @@ def test_randomness_depends_on_seed_epoch_row_not_on_workers(manifest):
     loader = BatchLoader(manifest, workers=2, **kw)
     b = list(loader.epoch(1))
     loader.close()
-    for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
+    for (xa, _, ia), (xb, _, ib) in zip(a, b):
         assert ia.tolist() == ib.tolist()
         np.testing.assert_array_equal(xa, xb)
     c = list(BatchLoader(manifest, workers=0, **kw).epoch(2))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fashionrec import metrics as M
-
+from fashionrec.knn import KNNIndex
 
 # --------------------------------------------------------------------------- classification
 
@@ -239,27 +239,36 @@ def test_leave_one_out_matches_reference_and_chunking_does_not_matter():
         assert M.leave_one_out(x, {"y": y}, ks, chunk_size=chunk) == whole
 
 
-def test_leave_one_out_with_a_search_callable():
+@pytest.mark.parametrize("backend", ["brute", "balltree", "faiss-flat"])
+def test_leave_one_out_takes_its_neighbours_from_the_index(backend, monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(40, 5)).astype(np.float32)
+    x[7] = x[3]                      # a duplicate: self and its twin tie at distance 0
     y = rng.integers(0, 3, 40)
+    index = KNNIndex(backend).fit(x)
     asked = []
+    query = KNNIndex.query
 
-    def search(query_idx, k):        # an index that, like most, returns the query itself first
-        asked.append(k)
-        d = ((x[query_idx, None, :] - x[None, :, :]) ** 2).sum(-1)
-        return np.argsort(d, axis=1, kind="stable")[:, :k]
+    def spy(self, Q, k, exclude=None):
+        asked.append((len(Q), k, None if exclude is None else exclude.tolist()))
+        return query(self, Q, k, exclude=exclude)
 
-    out = M.leave_one_out(x, {"y": y}, (1, 5), search=search, chunk_size=16)
-    assert out == M.leave_one_out(x, {"y": y}, (1, 5))
-    assert asked == [6, 6, 6]        # max(ks) + 1, three chunks of <= 16
+    monkeypatch.setattr(KNNIndex, "query", spy)
+    out = M.leave_one_out(index, {"y": y}, (1, 5), chunk_size=16)
+    assert asked == [(16, 5, list(range(16))), (16, 5, list(range(16, 32))), (8, 5, list(range(32, 40)))]
+    assert out == M.leave_one_out(x, {"y": y}, (1, 5)) == {"y": _reference_loo(x, y, (1, 5))}
 
-    def search_without_self(query_idx, k):   # self absent (e.g. an index over other items)
-        return np.stack([np.array([j for j in range(40) if j != i][:k]) for i in query_idx])
 
-    out = M.leave_one_out(x, {"y": y}, (1,), search=search_without_self)
-    expect = np.mean([y[1 if i == 0 else 0] == y[i] for i in range(40)])
-    assert out["y"]["precision@1"] == pytest.approx(expect)
+def test_leave_one_out_with_an_approximate_index():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    hnsw = M.leave_one_out(KNNIndex("faiss-hnsw").fit(x), {"y": y}, (1, 5))
+    assert hnsw == M.leave_one_out(x, {"y": y}, (1, 5))   # HNSW finds all at this size
+    # 20 cells of ~10 items, 1 probed: some items see fewer than 5 + 1 candidates (id -1)
+    starved = KNNIndex("faiss-ivf", nlist=20, nprobe=1).fit(x)
+    with pytest.raises(ValueError, match="fewer than 9 neighbours"):
+        M.leave_one_out(starved, {"y": y}, (9,))
 
 
 def test_leave_one_out_handles_duplicates_and_validates():
@@ -272,5 +281,7 @@ def test_leave_one_out_handles_duplicates_and_validates():
         M.leave_one_out(x, {"y": np.zeros(3, int)}, ks=(1,))
     with pytest.raises(ValueError, match="features"):
         M.leave_one_out(np.ones(4), {"y": np.zeros(4, int)}, ks=(1,))
-    with pytest.raises(ValueError, match="search"):
-        M.leave_one_out(x, {"y": np.zeros(4, int)}, ks=(1,), search=lambda idx, k: np.zeros((len(idx), 1), int))
+    with pytest.raises(ValueError, match="features: contains NaN"):
+        M.leave_one_out(np.full((4, 3), np.nan), {"y": np.zeros(4, int)}, ks=(1,))
+    with pytest.raises(ValueError, match="features: expected a fitted KNNIndex"):
+        M.leave_one_out(KNNIndex("brute"), {"y": np.zeros(4, int)}, ks=(1,))

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from fashionrec.engines.torch import alexnet, bninception
+from fashionrec.engines.torch.alexnet import alexnet
+from fashionrec.engines.torch.bninception import bninception
 
 
 def n_trainable(m):
@@ -59,7 +60,7 @@ def test_builders_validate_their_arguments(build):
 
 
 def test_weights_round_trip_through_numpy_and_refuse_misfits():
-    from fashionrec.engines.torch import get_weights, set_weights
+    from fashionrec.engines.torch.weights import get_weights, set_weights
 
     torch.manual_seed(0)
     src, dst = bninception(5), bninception(5)
@@ -81,7 +82,7 @@ def test_engine_inference_matches_the_unfused_network_and_follows_training(arch)
     import numpy as np
 
     from fashionrec.data.images import normalize_batch
-    from fashionrec.engines.base import build_classifier
+    from fashionrec.engines.factory import build_classifier
 
     clf = build_classifier("torch", arch, 5, device="cpu", seed=0)
     clf.configure_optimizer("adam", 1e-3, 0.0, 0.9)
@@ -112,7 +113,7 @@ def test_engines_normalise_uint8_images_on_their_device_as_normalize_batch_does(
     import numpy as np
 
     from fashionrec.data.images import normalize_batch
-    from fashionrec.engines.base import build_classifier
+    from fashionrec.engines.factory import build_classifier
 
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     clf = build_classifier("torch", "alexnet", 3, device="cpu", mean=mean, std=std)
@@ -131,7 +132,7 @@ def test_a_run_normalises_as_its_model_json_says(tmp_path):
 
     import numpy as np
 
-    from fashionrec.engines.base import build_classifier
+    from fashionrec.engines.factory import build_classifier
     from fashionrec.errors import UserError
     from fashionrec.runs import load_classifier, write_model_json
 

@@ -7,17 +7,28 @@ misplaced statistic or a swapped gamma/beta would show.
 
 import copy
 import importlib
+from types import SimpleNamespace
 
-import mxnet as mx
 import numpy as np
 import pytest
 import torch
 
-from fashionrec.engines import mxnet as gluon_models
-from fashionrec.engines import torch as torch_models
 from fashionrec.engines.convert import convert_weights, gluon_to_torch, torch_to_gluon
+from fashionrec.engines.factory import get_builder
+from fashionrec.engines.registry import list_archs
 
+mx = pytest.importorskip("mxnet")  # an optional extra: the environment without it skips this file
 NUM_CLASSES = 7
+
+
+def _engine_models(engine: str) -> SimpleNamespace:
+    """An engine's builders by architecture name, and its get_weights/set_weights."""
+    weights = importlib.import_module(f"fashionrec.engines.{engine}.weights")
+    return SimpleNamespace(get_weights=weights.get_weights, set_weights=weights.set_weights,
+                           **{arch: get_builder(engine, arch) for arch in list_archs(engine)})
+
+
+gluon_models, torch_models = _engine_models("mxnet"), _engine_models("torch")
 
 
 def _batch(size, n=2, seed=1):

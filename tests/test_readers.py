@@ -194,3 +194,138 @@ def test_synthetic_fashion_tree(synth_root):
     assert (np.bincount(tex.labels, minlength=5) > 0).all()
     root, paths, known = read_catalog(synth_root / "fashion/catalog.csv", "csv")
     assert set(known) == {"category", "texture"} and len(paths) == len(known["category"])
+
+
+# ---------------------------------------------------------------- one path, one row
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_labels_csv_repeated_rows_are_read_once_with_one_counted_warning(tmp_path, caplog):
+    rows = [(f"im/{c}_{i}.jpg", c) for c in ("dress", "skirt") for i in range(5)]
+    rows += [("im/dress_0.jpg", "dress"), ("im/./skirt_1.jpg", "skirt"), ("im/dress_0.jpg", "dress")]
+    caplog.set_level("WARNING")
+    m = read_labels_csv(_csv_tree(tmp_path, rows), task="category", val_fraction=0.5)
+    assert len(m) == 10 and sorted(m.paths) == sorted(set(m.paths))  # never in train and val at once
+    assert _warnings(caplog) == [f"{tmp_path / 'labels.csv'}: dropped 3 repeated row(s) of paths listed before "
+                                 "with the same label (first: line 12 repeats line 2, 'im/dress_0.jpg')"]
+
+
+def test_labels_csv_repeated_path_with_another_label_or_split_is_an_error_naming_both_lines(tmp_path):
+    rows = [("im/a.jpg", "dress"), ("im/b.jpg", "top"), ("im/a.jpg", "skirt")]
+    with pytest.raises(DataError, match=r"labels\.csv:4: 'im/a\.jpg' is listed again with label 'skirt', "
+                                        r"but line 2 gives it label 'dress'"):
+        read_labels_csv(_csv_tree(tmp_path, rows), task="category")
+    rows = [("im/a.jpg", "dress", "train"), ("im/a.jpg", "dress", "val")]
+    with pytest.raises(DataError, match=r"labels\.csv:3: .* with split 'val', but line 2 gives it split 'train'"):
+        read_labels_csv(_csv_tree(tmp_path, rows, "path,label,split"), task="category")
+
+
+def test_catalog_csv_never_holds_one_file_twice(tmp_path, caplog):
+    (tmp_path / "im").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (16, 16)).save(tmp_path / "im" / f"{name}.jpg")
+    cat = tmp_path / "catalog.csv"
+    cat.write_text("path,category,texture\nim/a.jpg,dress,plain\nim/b.jpg,top,striped\nim/a.jpg,dress,plain\n")
+    caplog.set_level("WARNING")
+    root, paths, known = read_catalog(cat, "csv")
+    assert paths == ["im/a.jpg", "im/b.jpg"]
+    assert known == {"category": ["dress", "top"], "texture": ["plain", "striped"]}
+    assert len(_warnings(caplog)) == 1 and "dropped 1 repeated row(s)" in _warnings(caplog)[0]
+    cat.write_text("path,category,texture\nim/a.jpg,dress,plain\nim/b.jpg,top,striped\nim/a.jpg,dress,spotted\n")
+    with pytest.raises(DataError, match=r"catalog\.csv:4: 'im/a\.jpg' is listed again with texture 'spotted', "
+                                        r"but line 2 gives it texture 'plain'"):
+        read_catalog(cat, "csv")
+
+
+def test_manifest_csv_repeated_rows(tmp_path, caplog):
+    rows = [(f"im/{i}.jpg", c) for i, c in enumerate(["dress", "skirt", "top"])]
+    m = read_labels_csv(_csv_tree(tmp_path, rows), task="category", val_fraction=0.0)
+    out = tmp_path / "manifest.csv"
+    m.to_csv(out)
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines + [lines[-1]]) + "\n")  # the last row again
+    caplog.set_level("WARNING")
+    assert Manifest.from_csv(out).paths == m.paths
+    assert len(_warnings(caplog)) == 1 and "manifest.csv: dropped 1 repeated row(s)" in _warnings(caplog)[0]
+    out.write_text("\n".join(lines + [lines[-1].replace(",train", ",val")]) + "\n")
+    with pytest.raises(DataError, match=rf"manifest\.csv:{len(lines) + 1}: 'im/2\.jpg' .* split 'val', "
+                                        rf"but line {len(lines)} gives it split 'train'"):
+        Manifest.from_csv(out)
+    with pytest.raises(DataError, match="is listed again"):  # a catalog given as a manifest: the same check
+        read_catalog(out, "manifest")
+
+
+@pytest.mark.parametrize("kind,extra,match", [
+    ("category_img", f"{IMAGES[0]}  2\n", None),
+    ("category_img", f"{IMAGES[0]}  4\n", r"list_category_img\.txt:7: .* category 'Dress', but line 3 gives it "
+                                          r"category 'Blouse'"),
+    ("partition", f"{IMAGES[2]}  train\n", None),
+    ("partition", f"{IMAGES[2]}  test\n", r"list_eval_partition\.txt:7: .* evaluation_status 'test', but line 5"),
+    ("attr_img", f"{IMAGES[2]}  -1 -1 1 -1 -1\n", None),
+    ("attr_img", f"{IMAGES[2]}  -1 1 -1 -1 -1\n", r"list_attr_img\.txt:7: .* texture attributes 'polka dot', "
+                                                  r"but line 5 gives it texture attributes 'striped'"),
+], ids=["category-same", "category-other", "partition-same", "partition-other", "attr-same", "attr-other"])
+def test_deepfashion_lists_repeated_rows(tmp_path, caplog, kind, extra, match):
+    root = _tree(tmp_path)
+    name = {"category_img": "Anno/list_category_img.txt", "attr_img": "Anno/list_attr_img.txt",
+            "partition": "Eval/list_eval_partition.txt"}[kind]
+    lines = (root / name).read_text().splitlines()
+    (root / name).write_text("\n".join(["5"] + lines[1:]) + "\n" + extra)  # one row more, counted
+    read = read_texture if kind == "attr_img" else read_category
+    if match:
+        with pytest.raises(DataError, match=match):
+            read(root)
+        return
+    caplog.set_level("WARNING")
+    m = read(root)
+    assert sorted(m.paths) == sorted(set(m.paths)) and len(m) == len(read(_tree(tmp_path / "clean")))
+    assert any(f"{name.split('/')[1]}: dropped 1 repeated row(s)" in w for w in _warnings(caplog))
+
+
+# ---------------------------------------------------------------- hidden files and folders
+
+def _hidden_junk(folder):
+    """What macOS, file browsers and version control leave in a photo folder."""
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (folder / ".thumbnails").mkdir()
+    Image.new("RGB", (16, 16)).save(folder / ".thumbnails" / "0.png")
+
+
+def test_class_folders_and_folder_catalogs_skip_hidden_entries(tmp_path):
+    for c in ("plain", "striped"):
+        (tmp_path / c / "sub").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16)).save(tmp_path / c / f"{i}.png")
+        Image.new("RGB", (16, 16)).save(tmp_path / c / "sub" / "3.png")
+        _hidden_junk(tmp_path / c)
+        _hidden_junk(tmp_path / c / "sub")
+    _hidden_junk(tmp_path)
+    (tmp_path / ".git").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / ".git" / "x.png")
+    want = sorted(f"{c}/{p}" for c in ("plain", "striped") for p in ("0.png", "1.png", "2.png", "sub/3.png"))
+    m = read_class_folders(tmp_path, task="texture")
+    assert sorted(m.paths) == want
+    root, paths, known = read_catalog(tmp_path, "folder")
+    assert sorted(paths) == want and sorted(set(known["label"])) == ["plain", "striped"]
+
+
+# ---------------------------------------------------------------- messages
+
+def test_unknown_labels_are_all_named_with_the_key_that_sets_the_class_list(tmp_path):
+    rows = [("im/a.jpg", "dress"), ("im/b.jpg", "hat"), ("im/c.jpg", "hat")]
+    with pytest.raises(DataError, match=r"labels\.csv:3: label 'hat' is not in the class list \(blouse, .*\); "
+                                        r"data\.classes sets the class list$"):
+        read_labels_csv(_csv_tree(tmp_path, rows), task="category")
+    rows = [(f"im/{i}.jpg", f"hat{i}") for i in range(8)]
+    with pytest.raises(DataError) as e:
+        read_labels_csv(_csv_tree(tmp_path, rows), task="category")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'labels.csv'}:2: label 'hat0' is not in the class list (blouse, ")
+    assert "also unknown: 'hat1' (line 3), 'hat2' (line 4), 'hat3' (line 5), 'hat4' (line 6) (+3 more)" in msg
+    assert msg.endswith("data.classes sets the class list") and "\n" not in msg
+    (tmp_path / "folders" / "hats").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"folder\(s\) hats are not in the class list .*data\.classes"):
+        read_class_folders(tmp_path / "folders", task="texture")

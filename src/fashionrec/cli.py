@@ -5,14 +5,26 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
+
+import errno
 
 import click
 
 from . import __version__
+from .engines.registry import ENGINE_NAMES
 from .errors import TrainingInterrupted, UserError
 
 SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (e.g. k larger than the catalog) in the toolkit's own words, without a source line."""
+    click.echo(f"warning: {message}", err=True)
+
+
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def friendly_errors(fn):
@@ -21,7 +33,9 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return fn(*args, **kwargs)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
@@ -31,6 +45,13 @@ def friendly_errors(fn):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             sys.exit(130)
+        except OSError as e:
+            # the disk, not the code: a full, read-only or forbidden location is the user's to fix
+            if e.errno not in _USER_OS_ERRORS:
+                raise
+            click.echo(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror}; "
+                       f"finished artifacts were kept, the unfinished one was not written", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -66,10 +87,11 @@ def main():
 def synth(out, n, size, seed, progress):
     """Draw a synthetic catalog into OUT.
 
-    Writes procedurally drawn garments (9 categories x 5 textures) as real JPEG files in two
-    layouts: a DeepFashion Category and Attribute Prediction tree (OUT/deepfashion) and a
-    Fashion tree with labels CSVs (OUT/fashion). They stand in for the real datasets in the
-    tests and the demo, through the same readers.
+    Writes procedurally drawn garments (9 categories x 5 textures) as real JPEG files in three
+    layouts: a DeepFashion Category and Attribute Prediction tree (OUT/deepfashion), a
+    Fashion tree with labels CSVs (OUT/fashion) and a DeepFashion In-shop tree of several
+    views per item (OUT/inshop, a third of --n images). They stand in for the real datasets
+    in the tests and the demo, through the same readers.
     """
     from .data.synth import synthesize
 
@@ -80,7 +102,7 @@ def synth(out, n, size, seed, progress):
         click.echo(f"{key}: {value}")
 
 
-def _train_command(stage, config_path, overrides, resume, init, engine, device, progress):
+def _train_command(stage, config_path, overrides, resume, init, engine, device, progress, force=False):
     from .config import StageConfig, load_config
     from .train import train
 
@@ -92,54 +114,88 @@ def _train_command(stage, config_path, overrides, resume, init, engine, device, 
     cfg = load_config(StageConfig, config_path, overrides)
     if cfg.stage != stage:
         raise UserError(f"{config_path}: stage: this is a {cfg.stage} config; use `fashionrec {cfg.stage}`")
-    run_dir = train(cfg, resume=resume, init=init, progress=progress, log=click.echo)
+    if stage == "finetune" and init is None and cfg.init is None and not resume:
+        raise click.UsageError("--init RUN_DIR (or init: in the config) is required: the pretrained run to fine-tune")
+    run_dir = train(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
     click.echo(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'})")
 
 
-engine_option = click.option("--engine", type=click.Choice(["torch", "mxnet"]), default=None,
+engine_option = click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
                              help="Override the config's engine.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Compute device: auto (CUDA when present), cpu or cuda; overrides the config.")
 resume_option = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch.")
+force_option = click.option("--force", is_flag=True,
+                            help="Replace a finished run of the same name (never a folder holding other files).")
 
 
 @main.command(context_settings=SETTINGS)
 @config_option
+@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Run to start from instead of random weights, e.g. an imported ImageNet checkpoint "
+                   "(fashionrec import-weights); overrides init: in the config.")
 @set_option
 @resume_option
+@force_option
 @engine_option
 @device_option
 @progress_option
 @friendly_errors
-def pretrain(config_path, overrides, resume, engine, device, progress):
+def pretrain(config_path, init, overrides, resume, force, engine, device, progress):
     """Pretrain a classifier (e.g. on DeepFashion).
 
     The paper's settings are the defaults in configs/pretrain/<arch>-<task>.yaml. Writes a run
     directory runs/pretrain/<name>/ with model.json, weights, history.jsonl and history.png.
     Ctrl-C saves the last completed epoch; --resume continues it.
     """
-    _train_command("pretrain", config_path, overrides, resume, None, engine, device, progress)
+    _train_command("pretrain", config_path, overrides, resume, init, engine, device, progress, force)
 
 
 @main.command(context_settings=SETTINGS)
 @config_option
 @click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Pretrained run directory to start from (its head is replaced).")
+              help="Pretrained run directory to start from (its head is replaced); overrides init: in the config.")
 @set_option
 @resume_option
+@force_option
 @engine_option
 @device_option
 @progress_option
 @friendly_errors
-def finetune(config_path, init, overrides, resume, engine, device, progress):
+def finetune(config_path, init, overrides, resume, force, engine, device, progress):
     """Fine-tune a pretrained classifier (e.g. on the Fashion dataset).
 
     Loads the run given by --init, replaces its head for the new class list and trains with the
     paper's fine-tune settings and augmentation (configs/finetune/<task>.yaml).
     """
-    if init is None and not resume:
-        raise click.UsageError("--init RUN_DIR is required (the pretrained run to fine-tune)")
-    _train_command("finetune", config_path, overrides, resume, init, engine, device, progress)
+    _train_command("finetune", config_path, overrides, resume, init, engine, device, progress, force)
+
+
+@main.command(context_settings=SETTINGS)
+@config_option
+@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Run to start from: a pretrain/finetune/converted run (its backbone) or a metric run.")
+@set_option
+@resume_option
+@force_option
+@engine_option
+@device_option
+@progress_option
+@friendly_errors
+def metric(config_path, init, overrides, resume, force, engine, device, progress):
+    """Train an embedding for retrieval end to end (metric learning), e.g. on DeepFashion In-shop.
+
+    Proxy-Anchor, Multi-Similarity, contrastive or semi-hard triplet loss on class-balanced
+    batches (configs/metric/<name>.yaml), early stopping on the validation Recall@1. Writes
+    runs/metric/<name>/; `fashionrec evaluate RUN` prints its Recall@K. Torch engine only.
+    """
+    from .metric.config import load_metric_config
+    from .metric.train import train_metric
+
+    overrides = list(overrides) + [f"engine={engine}"] * bool(engine) + [f"train.device={device}"] * bool(device)
+    cfg = load_metric_config(config_path, overrides)
+    run_dir = train_metric(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
+    click.echo(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'}; scores: fashionrec evaluate {run_dir})")
 
 
 @main.command(context_settings=SETTINGS)
@@ -147,24 +203,38 @@ def finetune(config_path, init, overrides, resume, engine, device, progress):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True)
 @click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None,
               help="Evaluate the ranking of an index instead (leave-one-out precision@k, mAP@k).")
+@click.option("--against", "against", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Metric runs only: also score this run's features on the same queries (repeatable).")
 @device_option
 @progress_option
 @friendly_errors
-def evaluate(run_dir, split, index_dir, device, progress):
+def evaluate(run_dir, split, index_dir, against, device, progress):
     """Evaluate a trained run, or (with --index) the ranking of an index.
 
     For a run: accuracy, top-K accuracy, mean cross-entropy and per-class accuracy on the
     split, printed like the paper's Tables 3-4; writes metrics.json and confusion-<split>.png.
+    For a metric run: query -> gallery Recall@1/10/20/30/40 and MAP@R (--against adds
+    classifier runs' features on the same images); writes metrics.json and recall_at_k.png.
     """
     if index_dir:
-        from .evaluate_index import evaluate_index, format_retrieval
+        from .evaluate import evaluate_index, format_retrieval
 
         result = evaluate_index(index_dir, progress=progress)
         click.echo(format_retrieval(result))
         return
     if not run_dir:
         raise click.UsageError("give a RUN_DIR or --index DIR")
-    from .train import evaluate as evaluate_run, format_report
+    from .runs import EMBEDDING_KIND, read_model_json
+
+    if read_model_json(run_dir).get("kind") == EMBEDDING_KIND:
+        from .metric.evaluate import evaluate_embedding_run, format_embedding_report
+
+        report = evaluate_embedding_run(run_dir, against=against, device=device or "auto", progress=progress)
+        click.echo(format_embedding_report(report))
+        return
+    if against:
+        raise click.UsageError("--against compares with a metric run; RUN_DIR is a classifier run")
+    from .evaluate import evaluate_run, format_report
 
     report = evaluate_run(run_dir, split=split, device=device or "auto", progress=progress)
     click.echo(format_report(report))
@@ -175,21 +245,24 @@ def evaluate(run_dir, split, index_dir, device, progress):
 @config_option
 @set_option
 @click.option("--append", is_flag=True, help="Add the catalog's new images to the existing index (ids stay).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="When another command is writing the same index: queue behind it, or fail at once.")
 @device_option
 @progress_option
 @friendly_errors
-def index(config_path, overrides, append, device, progress):
+def index(config_path, overrides, append, wait, device, progress):
     """Build a k-NN index of a catalog from the fine-tuned extractors.
 
     Extracts both networks' pooled features (heads stripped), concatenates them and writes the
-    index directory: features.npy, items.csv, index.json.
+    index directory: features.npy, items.csv, index.json. An existing index there is replaced;
+    a folder that is not an index (or holds files fashionrec did not write) is refused.
     """
     from .config import IndexConfig, load_config
     from .index import build_index
 
     overrides = list(overrides) + ([f"device={device}"] if device else [])
     cfg = load_config(IndexConfig, config_path, overrides)
-    out = build_index(cfg, append=append, progress=progress, log=click.echo)
+    out = build_index(cfg, append=append, progress=progress, log=click.echo, wait=wait)
     click.echo(f"index: {out}")
 
 
@@ -213,6 +286,16 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, device):
 
     from .recommend import Recommender, format_results
 
+    # the arguments first: loading the models takes seconds
+    if k < 1:
+        raise UserError(f"-k must be >= 1; got {k}")
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such image file" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if show:
+        from .artifacts import ensure_writable
+
+        ensure_writable(show)
     global _skip_teardown
     _skip_teardown = True  # results are printed and the picture written before returning
     rec = Recommender.load(index_dir, device=device or "auto")
@@ -250,7 +333,7 @@ def serve(index_dir, host, port, max_upload_mb, device):
 
 @main.command(context_settings=SETTINGS)
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--to", "target", type=click.Choice(["torch", "mxnet"]), required=True, help="Target engine.")
+@click.option("--to", "target", type=click.Choice(ENGINE_NAMES), required=True, help="Target engine.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="New run directory (default: RUN_DIR-<engine>).")
 @friendly_errors
@@ -265,11 +348,38 @@ def convert(run_dir, target, out):
     click.echo(f"converted run: {convert_run(run_dir, target, out)}")
 
 
+@main.command("import-weights", context_settings=SETTINGS)
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--arch", type=click.Choice(["bninception", "alexnet"]), required=True,
+              help="The checkpoint's network: bninception (Cadene's pretrainedmodels port, Caffe lineage) or "
+                   "alexnet (torchvision).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory to write (default: runs/imported/<file stem>).")
+@click.option("--force", is_flag=True, help="Replace an imported run of the same name.")
+@friendly_errors
+def import_weights(checkpoint, arch, out, force):
+    """Import a published ImageNet checkpoint (.pth) as a run that --init and init: take.
+
+    Reads bn_inception-52deb4733.pth (or the older bn_inception-9f5701afb96c8044.pth) or
+    torchvision's alexnet-owt-7be5be79.pth, downloaded by you, with torch.load(weights_only=True):
+    a file holding anything but tensors is refused unread. Writes weights.safetensors and model.json
+    with the 1000 ImageNet classes and the checkpoint's input convention (BN-Inception: BGR, 0-255,
+    mean 104/117/128; AlexNet: RGB, 0-1, ImageNet mean/std).
+    """
+    from .runs import import_run, read_model_json
+
+    run = import_run(checkpoint, arch, out, force=force)
+    norm = read_model_json(run)["normalization"]
+    click.echo(f"imported run: {run}  ({arch}, input {norm['channels']} x{norm['scale']:g}, "
+               f"mean {norm['mean']}, std {norm['std']})")
+    click.echo(f"fine-tune it: fashionrec finetune -c CONFIG --init {run}")
+
+
 @main.command(context_settings=SETTINGS)
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the synthetic data, runs, index and pictures.")
 @click.option("--quick", is_flag=True, help="A smaller, faster run (tests use it).")
-@click.option("--engine", type=click.Choice(["torch", "mxnet"]), default="torch", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINE_NAMES), default="torch", show_default=True)
 @progress_option
 @friendly_errors
 def demo(out, quick, engine, progress):

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
-from .data.augment import AugmentConfig
+from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES
 from .errors import ConfigError
+from .knn import BACKENDS
 
-TASKS = ("category", "texture")
+TASKS = ("category", "texture")  # the paper's; any name is a task (a CSV's data.label_column, DeepFashion types)
+TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")  # a task names files, columns and runs
 # The Fashion dataset's classes (Tuinhof et al. 2018, Section 3.2); the defaults for user catalogs.
 DEFAULT_CLASSES = {
     "category": ["blouse", "dress", "pants", "pullover", "shirt", "shorts", "skirt", "top", "t-shirt"],
@@ -40,10 +44,11 @@ class DataConfig:
 
     format: Literal["deepfashion", "csv", "folder", "manifest"]
     root: str
-    classes: Optional[list[str]] = None  # csv/folder: class list; None = the paper's list for the task
+    classes: list[str] | None = None  # csv/folder: class list; None = the paper's list for the task
     val_fraction: float = 0.2  # csv/folder without a split column: stratified, seeded split
     split_seed: int = 0
-    label_seed: int = 0  # DeepFashion texture: seed for sampling one positive texture attribute
+    label_seed: int = 0  # DeepFashion attribute tasks: seed for sampling one positive attribute per image
+    label_column: str = "label"  # csv: the column holding the task's labels (colour, gender, sleeve length...)
     max_bad_fraction: float = 0.01  # abort if more than this share of images cannot be decoded
     max_pixels: int = 40_000_000  # refuse larger images (decompression bombs)
     skip_missing: bool = False  # skip (and count) listed images whose file is missing
@@ -51,7 +56,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: Literal["alexnet", "bninception"]
+    arch: Literal[ARCH_NAMES]  # the registered architectures (fashionrec.engines.registry)
     input_size: int = 224
 
 
@@ -68,13 +73,69 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # decoding worker processes; 0 decodes in the main process
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    limit_train_batches: Optional[int] = None  # cap batches per epoch (quick runs, benchmarks)
+    limit_train_batches: int | None = None  # cap batches per epoch (quick runs, benchmarks)
+
+
+FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
+
+
+def _check_number(name: str, value, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if not lo <= value <= hi:
+        bounds = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must be {bounds}; got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the fine-tune augmentation (:mod:`fashionrec.data.augment`); each parameter is
+    drawn uniformly in its range.
+
+    Attributes:
+        rotation: largest rotation in degrees; the angle is drawn in [-rotation, rotation].
+        hsl_shift: largest shift of each of hue, saturation and lightness, in 0-255 units of
+            that channel (a hue shift of 255 is a full turn).
+        shear: largest horizontal shear factor (x += shear * y).
+        aspect_ratio: (lo, hi) range of the width/height stretch; area is kept.
+        flip: axis of the random flip: "vertical" (top-bottom), "horizontal" (left-right)
+            or "none".
+        flip_prob: probability of flipping.
+        enabled: False turns the whole augmentation off.
+    """
+
+    rotation: float = 3.0
+    hsl_shift: float = 6.0
+    shear: float = 0.25
+    aspect_ratio: tuple[float, float] = (0.875, 1.125)
+    flip: str = "vertical"
+    flip_prob: float = 0.5
+    enabled: bool = True
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: normalise types in place once, here
+        set_(self, "rotation", _check_number("rotation", self.rotation, 0.0, 180.0))
+        set_(self, "hsl_shift", _check_number("hsl_shift", self.hsl_shift, 0.0, 255.0))
+        set_(self, "shear", _check_number("shear", self.shear, 0.0, math.inf))
+        set_(self, "flip_prob", _check_number("flip_prob", self.flip_prob, 0.0, 1.0))
+        ar = self.aspect_ratio
+        if not isinstance(ar, (list, tuple)) or len(ar) != 2:
+            raise ValueError(f"aspect_ratio must be a pair [lo, hi]; got {ar!r}")
+        lo, hi = (_check_number("aspect_ratio", v, -math.inf, math.inf) for v in ar)
+        if not 0 < lo <= hi:
+            raise ValueError(f"aspect_ratio must satisfy 0 < lo <= hi; got {list(ar)!r}")
+        set_(self, "aspect_ratio", (lo, hi))
+        if self.flip not in FLIP_AXES:
+            raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {self.flip!r}")
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be true or false; got {self.enabled!r}")
 
 
 @dataclass
 class OutputConfig:
     dir: str = "runs"
-    name: Optional[str] = None  # default: <arch>-<task>
+    name: str | None = None  # default: <arch>-<task>
 
 
 @dataclass
@@ -82,13 +143,19 @@ class StageConfig:
     """A pretrain or finetune run."""
 
     stage: Literal["pretrain", "finetune"]
-    task: Literal["category", "texture"]
+    task: str  # category, texture, any DeepFashion attribute type (fabric, shape, part, style) or CSV column's name
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-    engine: Literal["torch", "mxnet"] = "torch"
+    engine: Literal[ENGINE_NAMES] = "torch"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))
     output: OutputConfig = field(default_factory=OutputConfig)
+    init: str | None = None  # run to start from (its head replaced), e.g. an imported ImageNet checkpoint; --init wins
+
+    def __post_init__(self):
+        if not TASK_NAME.match(self.task):
+            raise ValueError(f"task: must be a name of letters, digits, '_' or '-' starting with a letter; "
+                             f"got {self.task!r}")
 
     @property
     def run_name(self) -> str:
@@ -111,16 +178,38 @@ class CatalogConfig:
 
 
 @dataclass
+class ExtractorConfig:
+    """One extractor of an index: a run and how much its block counts in the distance."""
+
+    run: str
+    weight: float = 1.0  # multiplies the block's squared distance (its features are scaled by sqrt(weight))
+
+    def __post_init__(self):
+        self.weight = _check_number("weight", self.weight, 0.0, math.inf)
+        if self.weight == 0:
+            raise ValueError("weight must be > 0 (leave the extractor out instead)")
+
+
+@dataclass
 class IndexConfig:
     catalog: CatalogConfig
-    extractors: list[str]  # run directories, in concatenation order (category, then texture)
+    # run directories (or {run: PATH, weight: 2.0}), in concatenation order (category, then texture)
+    extractors: list[str | ExtractorConfig]
     output: str = "index"
-    backend: Literal["auto", "balltree", "brute", "faiss-flat", "faiss-hnsw", "faiss-ivf"] = "balltree"
-    l2_normalize: bool = False  # normalise each extractor's block before concatenating
+    backend: Literal[BACKENDS] = "balltree"
+    l2_normalize: bool = False  # normalise each extractor's block before concatenating (before its weight)
     batch_size: int = 32
     workers: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"  # of extraction; recommend and serve follow the index
+    precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
+
+    @property
+    def extractor_runs(self) -> list[str]:
+        return [e.run if isinstance(e, ExtractorConfig) else e for e in self.extractors]
+
+    @property
+    def extractor_weights(self) -> list[float]:
+        return [e.weight if isinstance(e, ExtractorConfig) else 1.0 for e in self.extractors]
 
 
 # ----------------------------------------------------------------------------- loading
@@ -222,7 +311,28 @@ def _build(cls, raw: dict, src: str, prefix: str = ""):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # the dataclass's own validation (e.g. AugmentConfig)
-        raise ConfigError(f"{src}: {prefix.rstrip('.') or cls.__name__}: {e}") from None
+        where = prefix.rstrip(".")  # top-level checks name their key in the message itself
+        raise ConfigError(f"{src}: {where + ': ' if where else ''}{e}") from None
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot, no exponent sign... or no dot) as a string; configs and
+    ``--set`` write rates that way, so any float literal is a float here (the YAML 1.2 rule)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse YAML as the configs mean it (scientific notation is a number)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -234,7 +344,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set {text}: bad key {key!r}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml_load(value) if value.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"--set {text}: value is not valid YAML") from None
     return parts, parsed
@@ -259,7 +369,7 @@ def read_yaml(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

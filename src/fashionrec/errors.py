@@ -24,6 +24,7 @@ class TrainingInterrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM; ``last/`` holds the last completed epoch."""
 
     def __init__(self, run_dir, epoch):
-        super().__init__(f"interrupted; {run_dir}/last holds epoch {epoch}; continue with --resume")
+        super().__init__(f"interrupted; {run_dir}/last holds epoch {epoch}; continue with --resume" if epoch else
+                         "interrupted before the first epoch was saved; nothing was kept")
         self.run_dir, self.epoch = run_dir, epoch
 

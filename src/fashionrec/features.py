@@ -13,8 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.images import decode_image, resize
-from .data.loader import BatchLoader
-from .data.manifest import Manifest
+from .data.loader import BatchLoader, ImageSource
 from .errors import UserError
 from .metrics import softmax
 from .runs import load_classifier, sha256_file
@@ -64,7 +63,8 @@ class FeatureExtractor:
         for clf in self.classifiers:
             logits, pooled = clf.extract(x)
             feats.append(pooled.astype(np.float32, copy=False))
-            probs.append(softmax(logits))
+            # an embedding run (fashionrec metric) has no classes: its probabilities are (N, 0)
+            probs.append(softmax(logits) if logits.shape[-1] else logits.astype(np.float32, copy=False))
         return np.concatenate(feats, axis=1), probs
 
     def preprocess(self, images) -> np.ndarray:
@@ -77,14 +77,12 @@ class FeatureExtractor:
     def extract_files(self, paths, max_pixels: int | None = None):
         """Decode files (errors name the file) and extract them in one batch."""
         kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return self.extract_images([decode_image(p, **kw) for p in paths])
+        return self.extract_images([decode_image(p, target_size=self.input_size, **kw) for p in paths])
 
     def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
                         max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):
         """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason})."""
-        n = len(paths)
-        manifest = Manifest(root, list(paths), np.zeros(n, np.int64), ["train"] * n, ["item"], source=str(root))
-        loader = BatchLoader(manifest, self.input_size, batch_size, workers=workers,
+        loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
                              max_bad_fraction=max_bad_fraction, max_pixels=max_pixels)
         feats, probs, rows = [], [[] for _ in self.classifiers], []
         try:

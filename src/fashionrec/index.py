@@ -31,12 +31,19 @@ from .config import IndexConfig
 from .data.catalog import read_catalog
 from .errors import UserError
 from .features import FeatureExtractor
-from .io import atomic_dir, load_npy, read_json, save_npy, write_json, write_text
+from .artifacts import (ArtifactKind, atomic_dir, check_replaceable, ensure_writable, exclusive_lock, load_array,
+                        read_json_object, save_npy, write_json, write_text)
 from .knn import KNNIndex
 from .metrics import l2_normalize
 
 INDEX_FORMAT = 1
 APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend
+# What `index` writes and `evaluate --index` adds: a folder holding anything else is not replaced.
+INDEX_KIND = ArtifactKind("index", marker="index.json",
+                          entries=("features.npy", "items.csv", "bad_images.txt", APPROX_DIR, "retrieval.json", "*.png"))
+# index.json's keys that the toolkit reads, and their types (a hand-edited file is checked, not trusted)
+INDEX_KEYS = {"format": int, "dim": int, "blocks": list, "extractors": list, "l2_normalize": bool,
+              "backend_params": dict, "catalog": dict, "label_columns": list}
 
 
 @dataclass
@@ -68,20 +75,17 @@ class CatalogIndex:
         meta_path = directory / "index.json"
         if not meta_path.is_file():
             raise UserError(f"{directory}: not an index (no index.json); build one with `fashionrec index`")
-        try:
-            meta = read_json(meta_path)
-        except ValueError as e:
-            raise UserError(f"{meta_path}: not valid JSON ({e})") from None
+        meta = read_json_object(meta_path, {"format": int}, what="index")
         if meta.get("format") != INDEX_FORMAT:
             raise UserError(f"{meta_path}: index format {meta.get('format')!r} from fashionrec "
                             f"{meta.get('version', '?')}; this is fashionrec {__version__} (format {INDEX_FORMAT}): "
                             f"rebuild the index")
-        try:
-            features = load_npy(directory / "features.npy")
-        except (OSError, ValueError) as e:
-            raise UserError(f"{directory / 'features.npy'}: cannot load ({e})") from None
+        meta = read_json_object(meta_path, INDEX_KEYS, what="index")
+        _check_meta(meta_path, meta)
+        features = load_array(directory / "features.npy", dtype=np.float32, shape=(None, meta["dim"]), finite=True,
+                              what="features")
         items = read_items(directory / "items.csv")
-        if features.ndim != 2 or features.shape != (len(items), meta["dim"]):
+        if features.shape != (len(items), meta["dim"]):
             raise UserError(f"{directory}: features.npy is {features.shape}, expected ({len(items)}, {meta['dim']})")
         index = cls(directory, features, items, meta, knn=None)
         if (directory / APPROX_DIR).is_dir():  # HNSW / IVF: faiss's own file, no retraining
@@ -94,7 +98,7 @@ class CatalogIndex:
         """Write the index directory atomically: the old one stays until the new one is complete."""
         directory = Path(directory)
         columns = ["id", "path"] + list(self.meta["label_columns"])
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind=INDEX_KIND) as tmp:
             save_npy(tmp / "features.npy", self.features.astype(np.float32, copy=False))
             write_text(tmp / "items.csv", items_csv_text(self.items, columns))
             if bad:
@@ -105,6 +109,24 @@ class CatalogIndex:
                                                 backend_params=self.knn.get_params()))
         self.directory = directory
         return directory
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The nested parts of index.json that loading relies on, each error naming the key."""
+    blocks = meta["blocks"]
+    if not (all(isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) for v in b) for b in blocks)
+            and blocks and blocks[0][0] == 0 and blocks[-1][1] == meta["dim"]
+            and all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))):
+        raise UserError(f"{path}: key 'blocks' must be consecutive [start, end] pairs covering 0..dim; got {blocks!r:.80}")
+    for i, e in enumerate(meta["extractors"]):
+        missing = [k for k in ("run", "task", "arch", "engine", "weights_sha256") if not isinstance(e, dict) or k not in e]
+        if missing:
+            raise UserError(f"{path}: key 'extractors[{i}]' lacks {', '.join(missing)}")
+    for key in ("root", "root_relative"):
+        if not isinstance(meta["catalog"].get(key), str):
+            raise UserError(f"{path}: key 'catalog.{key}' must be a string")
+    if not isinstance(meta["backend_params"].get("backend"), str):
+        raise UserError(f"{path}: key 'backend_params.backend' must be a string")
 
 
 def resolve_run(directory: Path, extractor: dict) -> Path:
@@ -143,9 +165,22 @@ def _same_extractors(old: list[dict], new: list[dict]) -> bool:
     return key(old) == key(new)
 
 
-def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, log=print) -> Path:
-    """Extract the catalog with the configured runs and write the index directory."""
+def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, log=print, wait: bool = True) -> Path:
+    """Extract the catalog with the configured runs and write the index directory.
+
+    One writer at a time: the index's lock is held from reading the old index to swapping in
+    the new one, so concurrent ``--append`` runs queue (``wait=False``: fail at once instead)
+    and none of their items is lost. A folder at ``cfg.output`` that is not an index is refused
+    before any image is read.
+    """
     out = Path(cfg.output)
+    ensure_writable(out)
+    check_replaceable(out, INDEX_KIND)
+    with exclusive_lock(out, wait=wait, what="index"):
+        return _build_index(cfg, out, append, progress, log)
+
+
+def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log) -> Path:
     root, paths, known = read_catalog(cfg.catalog.root, cfg.catalog.format)
     old = None
     if append:
@@ -174,6 +209,9 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
     feats, probs, rows, bad = extractor.extract_catalog(
         root, paths, batch_size=cfg.batch_size, workers=cfg.workers, progress=progress,
         max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels)
+    if not np.isfinite(feats).all():  # e.g. weights that diverged: an index of NaNs would answer nothing
+        raise UserError(f"{', '.join(str(r) for r in cfg.extractors)}: the extractors produced NaN or infinite "
+                        f"features; check their training (history.png) before indexing with them")
 
     start = len(old.items) if old else 0
     items = list(old.items) if old else []
@@ -181,10 +219,11 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
         item = {"id": str(start + j), "path": paths[r]}
         item.update({c: v[r] for c, v in known.items()})
         for info, p in zip(described, probs):
-            item[f"pred_{info['task']}"] = info["classes"][int(p[j].argmax())]
+            if info["classes"]:  # an embedding run predicts no label
+                item[f"pred_{info['task']}"] = info["classes"][int(p[j].argmax())]
         items.append(item)
     features = np.concatenate([old.features, feats]) if old else feats
-    columns = ["id", "path"] + list(known) + [f"pred_{e['task']}" for e in described]
+    columns = ["id", "path"] + list(known) + [f"pred_{e['task']}" for e in described if e["classes"]]
     if old:
         columns = list(dict.fromkeys(list(old.items[0].keys()) + columns))
 

@@ -1,4 +1,4 @@
-"""Classification and retrieval metrics (numpy only).
+"""Classification and retrieval metrics (numpy; leave-one-out searches with :class:`KNNIndex`).
 
 Classification: the paper's accuracy, top-K accuracy and mean cross-entropy (Tables 3-4),
 plus a confusion matrix and per-class accuracy. Retrieval: precision@k, recall@k and mAP@k of
@@ -11,9 +11,11 @@ Scalar results are Python floats, so they go straight into JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from .knn import KNNIndex
 
 __all__ = [
     "softmax", "cross_entropy", "accuracy", "top_k_accuracy", "confusion_matrix", "per_class_accuracy",
@@ -281,47 +283,38 @@ def l2_normalize(x, blocks: Sequence[tuple[int, int]] | None = None, eps: float 
     return out
 
 
-def _exact_neighbors(features: np.ndarray, sq_norms: np.ndarray, query_idx: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k nearest other items of each query by squared Euclidean distance.
-
-    ``|q - x|^2 = |q|^2 - 2 q.x + |x|^2`` (``|q|^2`` dropped: it does not change a row's order)
-    turns the chunk into one matrix product. Equal distances are ordered by index.
-    """
-    d = sq_norms[None, :] - 2.0 * (features[query_idx] @ features.T)
-    d[np.arange(len(query_idx)), query_idx] = np.inf     # an item never retrieves itself
-    part = np.argpartition(d, k - 1, axis=1)[:, :k]     # k < n always: self is never among them
-    pd = np.take_along_axis(d, part, axis=1)
-    order = np.lexsort((part, pd), axis=1)               # by distance, then by index
-    return np.take_along_axis(part, order, axis=1)
-
-
-def leave_one_out(features, labels: Mapping[str, np.ndarray], ks=(1, 5, 10),
-                  search: Callable[[np.ndarray, int], np.ndarray] | None = None,
-                  chunk_size: int = 1024) -> dict:
+def leave_one_out(features, labels: Mapping[str, np.ndarray], ks=(1, 5, 10), chunk_size: int = 1024) -> dict:
     """Every item queries all the others; retrieval metrics per relevance labelling.
 
     Args:
-        features: (n, D) float features; neighbours are exact Euclidean, computed ``chunk_size``
-            queries at a time (memory ~ chunk_size * n floats), so 20k x 2048 fits easily.
+        features: the items, as an (n, D) float array, searched exactly by a ``brute``
+            :class:`~fashionrec.knn.KNNIndex`, or as a fitted KNNIndex, searched with its own
+            backend (an approximate one gives approximate neighbours). Each item's vector queries
+            the index with the item itself excluded, so neighbours and their ties (lower id
+            first) are exactly those ``KNNIndex.query`` gives.
         labels: ``{name: (n,) int labels}``, e.g. ``{"category": ..., "texture": ...,
             "both": combine_labels(...)}``; relevant = same label as the query.
         ks: cut-offs, each at most n - 1.
-        search: optional ``search(query_idx, k) -> (len(query_idx), k) int indices`` that returns
-            the k nearest items (rows of ``features``) of the items ``query_idx`` in rank order,
-            e.g. a wrapper around a built index. It is asked for ``max(ks) + 1`` neighbours and
-            may return the query itself anywhere (or not at all); it is removed here.
-        chunk_size: queries per step.
+        chunk_size: queries per step (memory ~ chunk_size * n floats, so 20k x 2048 fits easily).
 
     Returns:
         ``{name: retrieval_metrics(...)}`` with the standard mAP, where ``n_relevant`` of an item
         is the number of *other* items with its label.
     """
-    x = np.asarray(features)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] == 0:
-        raise ValueError(f"features: expected an (n, D) array with n >= 2, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise ValueError(f"features: expected real numbers, got dtype {x.dtype}")
-    n = len(x)
+    if isinstance(features, KNNIndex):
+        index = features
+        if not index.is_fitted or index.n_items < 2:
+            raise ValueError("features: expected a fitted KNNIndex with at least 2 items")
+    else:
+        x = np.asarray(features)
+        if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] == 0:
+            raise ValueError(f"features: expected an (n, D) array with n >= 2, got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+            raise ValueError(f"features: expected real numbers, got dtype {x.dtype}")
+        if not np.isfinite(x).all():
+            raise ValueError("features: contains NaN or infinity")
+        index = KNNIndex("brute").fit(x)
+    n = index.n_items
     if not isinstance(labels, Mapping) or not labels:
         raise ValueError("labels: expected a non-empty {name: (n,) labels} mapping")
     label_sets = {str(name): _as_labels(y, f"labels[{name!r}]", n=n) for name, y in labels.items()}
@@ -331,18 +324,14 @@ def leave_one_out(features, labels: Mapping[str, np.ndarray], ks=(1, 5, 10),
         raise ValueError(f"ks: k={k_max} exceeds the {n - 1} other items each query can retrieve")
     chunk_size = _positive_int(chunk_size, "chunk_size")
 
-    if search is None:
-        x = x.astype(np.float32, copy=False)
-        if not np.isfinite(x).all():
-            raise ValueError("features: contains NaN or infinity")
-        sq_norms = np.einsum("ij,ij->i", x, x)
+    vectors = index.vectors()
     neighbors = np.empty((n, k_max), np.int64)
     for start in range(0, n, chunk_size):
         idx = np.arange(start, min(start + chunk_size, n))
-        if search is None:
-            neighbors[idx] = _exact_neighbors(x, sq_norms, idx, k_max)
-        else:
-            neighbors[idx] = _drop_self(np.asarray(search(idx, k_max + 1)), idx, k_max, n)
+        neighbors[idx] = index.query(vectors[idx], k_max, exclude=idx)[1]
+    if (neighbors < 0).any():
+        raise ValueError(f"features: the index found fewer than {k_max} neighbours for some items "
+                         f"(an approximate backend searching too little of the catalog?)")
 
     out = {}
     for name, y in label_sets.items():
@@ -350,19 +339,3 @@ def leave_one_out(features, labels: Mapping[str, np.ndarray], ks=(1, 5, 10),
         n_relevant = counts[inverse] - 1
         out[name] = retrieval_metrics(y[neighbors], y, ks, n_relevant=n_relevant)
     return out
-
-
-def _drop_self(found: np.ndarray, query_idx: np.ndarray, k: int, n: int) -> np.ndarray:
-    """Remove each query from its own result row and keep the first ``k`` others."""
-    if found.ndim != 2 or found.shape[0] != len(query_idx) or found.shape[1] < k + 1:
-        raise ValueError(f"search: returned shape {found.shape}, expected ({len(query_idx)}, {k + 1})")
-    if not np.issubdtype(found.dtype, np.integer):
-        raise ValueError(f"search: returned dtype {found.dtype}, expected integer indices")
-    found = found[:, : k + 1].astype(np.int64)
-    is_self = found == query_idx[:, None]
-    is_self[~is_self.any(axis=1), -1] = True             # self not found: drop the last instead
-    is_self[np.cumsum(is_self, axis=1) > 1] = False      # drop one entry per row only
-    others = found[~is_self].reshape(len(found), k)
-    if (others < 0).any() or (others >= n).any():
-        raise ValueError(f"search: returned indices outside [0, {n}) (fewer neighbours than asked for?)")
-    return others

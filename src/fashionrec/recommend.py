@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import DEFAULT_MAX_PIXELS
-from .engines.base import PRECISIONS
+from .engines.registry import PRECISION_NAMES as PRECISIONS
 from .errors import UserError
 from .features import FeatureExtractor
 from .index import CatalogIndex, resolve_run
@@ -98,6 +98,8 @@ class Recommender:
         for qi, name in enumerate(names):
             predicted = {}
             for info, p in zip(self.index.meta["extractors"], probs):
+                if not info["classes"]:  # an embedding run predicts no label
+                    continue
                 c = int(p[qi].argmax())
                 predicted[info["task"]] = {"label": info["classes"][c], "probability": round(float(p[qi, c]), 4)}
             results.append({"query": name, "predicted": predicted, "results": self._ranked(dist[qi], idx[qi])})

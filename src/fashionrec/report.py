@@ -1,7 +1,7 @@
 """Pictures: training curves, confusion matrix, recommendation rows, precision@k, image grids.
 
 Every function renders with the Agg backend (no display needed), writes its PNG atomically
-(:func:`fashionrec.io.atomic_path`) and returns the path. Figures are built as
+(:func:`fashionrec.artifacts.atomic_path`) and returns the path. Figures are built as
 ``matplotlib.figure.Figure`` objects, not through pyplot, so nothing accumulates in pyplot's
 global figure list when thousands of pictures are written in one process.
 """
@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from .errors import DataError  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from .artifacts import atomic_path  # noqa: E402
 
 __all__ = ["plot_history", "plot_confusion", "plot_recommendations", "plot_precision_at_k", "grid_images"]
 

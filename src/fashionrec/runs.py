@@ -17,9 +17,20 @@ import hashlib
 from pathlib import Path
 
 from . import __version__
-from .engines.base import WEIGHTS_FILE, build_classifier
+from .data.images import normalization_kwargs
+from .engines.factory import build_classifier
+from .engines.registry import check_arch, weights_file
+from .artifacts import ArtifactKind, read_json_object, write_json
 from .errors import UserError
-from .io import read_json, write_json
+
+# What a run folder holds (training, evaluate, convert, the metric stage): a folder with anything
+# else in it is never replaced, not even with --force.
+RUN_KIND = ArtifactKind("run", marker="model.json", entries=(
+    "config.yaml", "manifest.csv", "weights.*", "history.jsonl", "history.png", "last", "bad_images.txt",
+    "metrics.json", "metrics-*.json", "confusion-*.png", "recall_at_k*.png", "tensorboard"))
+# model.json's keys every reader relies on, and their types (a hand-edited file is checked, not trusted)
+MODEL_KEYS = {"engine": str, "arch": str, "classes": list, "input_size": int, "weights": str, "task": str}
+EMBEDDING_KIND = "embedding"  # model.json "kind" of a metric run (fashionrec.metric)
 
 
 def sha256_file(path) -> str:
@@ -35,14 +46,20 @@ def read_model_json(run_dir) -> dict:
     path = run_dir / "model.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no model.json)")
-    try:
-        info = read_json(path)
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    for key in ("engine", "arch", "classes", "input_size", "weights", "task"):
-        if key not in info:
-            raise UserError(f"{path}: {key}: required key is missing")
+    info = read_json_object(path, MODEL_KEYS, what="run")
+    embedding = info.get("kind") == EMBEDDING_KIND  # a metric run: an embedding, no classes
+    if (not info["classes"] and not embedding) or info["input_size"] < 1:
+        raise UserError(f"{path}: key 'classes' must be a non-empty list and 'input_size' positive")
+    norm = info.get("normalization")
+    if norm is not None and not isinstance(norm, dict):
+        raise UserError(f"{path}: key 'normalization' must be an object with mean and std "
+                        f"(and optionally channels and scale)")
     return info
+
+
+def normalization_record(clf) -> dict:
+    """model.json's ``normalization``: how ``clf`` turns uint8 RGB images into its input."""
+    return {"mean": list(clf.mean), "std": list(clf.std), "channels": clf.channels, "scale": clf.scale}
 
 
 def write_model_json(run_dir, info: dict) -> None:
@@ -51,20 +68,27 @@ def write_model_json(run_dir, info: dict) -> None:
 
 
 def weights_path(run_dir, engine: str) -> Path:
-    return Path(run_dir) / WEIGHTS_FILE[engine]
+    return Path(run_dir) / weights_file(engine)
 
 
 def load_classifier(run_dir, device: str = "auto"):
     """Build the run's network and load its best weights. Returns (classifier, model.json)."""
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
+    if info.get("kind") == EMBEDDING_KIND:  # a metric run's network: same interface, embeddings as features
+        from .metric.model import load_embedder
+
+        return load_embedder(run_dir, info, device=device), info
     weights = run_dir / info["weights"]
     if not weights.is_file():
         raise UserError(f"{run_dir}: weights file {info['weights']} is missing (the run has no finished epoch?)")
-    norm = info.get("normalization") or {}
+    try:
+        check_arch(info["engine"], info["arch"])
+    except ValueError as e:
+        raise UserError(f"{run_dir / 'model.json'}: {e}") from None
     try:
         clf = build_classifier(info["engine"], info["arch"], len(info["classes"]), device=device,
-                               **{k: norm[k] for k in ("mean", "std") if k in norm})
+                               **normalization_kwargs(info.get("normalization")))
     except ValueError as e:
         raise UserError(f"{run_dir / 'model.json'}: normalization: {e}") from None
     clf.load_weights(weights)
@@ -82,7 +106,7 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
     import yaml
 
     from .engines.convert import convert_weights
-    from .io import atomic_dir, write_text
+    from .artifacts import atomic_dir, ensure_writable, write_text
 
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
@@ -91,11 +115,13 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
     out = Path(out) if out else run_dir.with_name(f"{run_dir.name}-{target}")
     if out.exists():
         raise UserError(f"{out}: already exists; pick another --out")
+    ensure_writable(out)
     source, _ = load_classifier(run_dir, device=device)
     weights = convert_weights(info["arch"], source.get_weights(), info["engine"], target)
-    dest = build_classifier(target, info["arch"], len(info["classes"]), device=device)
+    dest = build_classifier(target, info["arch"], len(info["classes"]), device=device,
+                            **normalization_kwargs(info.get("normalization")))
     dest.set_weights(weights)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind=RUN_KIND) as tmp:
         for name in ("manifest.csv", "history.jsonl", "history.png"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)
@@ -103,8 +129,49 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
             cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
             cfg["engine"] = target
             write_text(tmp / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        dest.save_weights(tmp / WEIGHTS_FILE[target])
-        new = dict(info, engine=target, weights=WEIGHTS_FILE[target], converted_from=str(run_dir),
-                   weights_sha256=sha256_file(tmp / WEIGHTS_FILE[target]))
+        dest.save_weights(tmp / weights_file(target))
+        new = dict(info, engine=target, weights=weights_file(target), converted_from=str(run_dir),
+                   weights_sha256=sha256_file(tmp / weights_file(target)))
         write_model_json(tmp, new)
+    return out
+
+
+IMPORTED_TASK = "imagenet"  # model.json "task" of an imported checkpoint: its head predicts ImageNet's classes
+
+
+def import_run(checkpoint, arch: str, out=None, force: bool = False) -> Path:
+    """Write a published ImageNet checkpoint (a ``.pth`` file) as a torch run folder, once.
+
+    The run holds ``weights.safetensors`` and ``model.json`` with the checkpoint's classes
+    (``imagenet_0000``...) and its input convention; ``--init`` and ``init:`` then take it like
+    any run. ``out`` defaults to ``runs/imported/<file stem>``; an existing run there is replaced
+    only with ``force`` (and a folder holding anything else never).
+    """
+    from .artifacts import atomic_dir, check_replaceable, ensure_writable
+    from .engines.pretrained import LAYOUTS, published_to_torch, read_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if arch not in LAYOUTS:
+        raise UserError(f"--arch must be one of {', '.join(LAYOUTS)}; got {arch!r}")
+    out = Path(out) if out else Path("runs") / "imported" / checkpoint.name.split(".")[0]
+    if out.exists() and not force:
+        raise UserError(f"{out}: already exists; pick another --out (or --force to replace an imported run)")
+    ensure_writable(out)
+    check_replaceable(out, RUN_KIND)
+    weights = published_to_torch(arch, read_checkpoint(checkpoint), source=str(checkpoint))
+    layout = LAYOUTS[arch]
+    num_classes = len(weights["fc.bias"])
+    clf = build_classifier("torch", arch, num_classes, device="cpu", **layout.normalization)
+    clf.set_weights(weights)
+    name = weights_file("torch")
+    with atomic_dir(out, kind=RUN_KIND) as tmp:
+        clf.save_weights(tmp / name)
+        write_model_json(tmp, {
+            "engine": "torch", "arch": arch, "task": IMPORTED_TASK, "stage": "imported",
+            "classes": [f"imagenet_{i:04d}" for i in range(num_classes)], "input_size": layout.input_size,
+            "normalization": normalization_record(clf), "num_features": clf.num_features, "weights": name,
+            "top_k": 5, "init": None, "weights_sha256": sha256_file(tmp / name),
+            "imported_from": {"file": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint),
+                              "layout": layout.name},
+        })
     return out

@@ -204,7 +204,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload is over the limit of {max_upload_bytes} bytes")
         name = image.filename or "upload"
-        img = await run_in_threadpool(decode_image, data, max_pixels, name)
+        img = await run_in_threadpool(decode_image, data, max_pixels, name, recommender.extractor.input_size)
         result = await asyncio.wrap_future(batcher.submit((img, k)))
         return {"k": k, "predicted": result["predicted"], "results": with_urls(result["results"])}
 

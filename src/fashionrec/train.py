@@ -1,16 +1,17 @@
-"""The engine-agnostic training loop: epochs, early stopping, checkpoints, resume, history.
+"""The engine-agnostic training loop: epochs, validation, history, resume.
 
-Written once for every engine (see :mod:`fashionrec.engines.base`). Early stopping watches the
-validation loss: the best epoch's weights are the run's result, and training stops after
-``patience`` epochs without a lower validation loss or at ``max_epochs``. After every epoch
-``last/`` holds the complete state (weights, optimiser, loop state, history), swapped in
-atomically, so an interrupted run resumes from its last completed epoch and ends with the same
-epochs and history as one that was never interrupted.
+Written once for every engine (see :mod:`fashionrec.engines.base`). Which epoch is best, when
+to stop early and what ``last/`` holds for ``--resume`` is :class:`fashionrec.checkpoint.Checkpoint`'s
+business: the classification stages watch the validation loss, so the best epoch's weights are
+the run's result, and training stops after ``patience`` epochs without a lower validation loss
+or at ``max_epochs``. An interrupted run resumes from its last completed epoch and ends with the
+same epochs and history as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -20,13 +21,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import metrics as M
+from .artifacts import check_replaceable, ensure_writable, exclusive_lock, write_text
+from .checkpoint import Checkpoint
 from .config import StageConfig, dump_yaml
 from .data.loader import BatchLoader
 from .data.readers import load_manifest
-from .engines.base import WEIGHTS_FILE, build_classifier
+from .engines.factory import build_classifier
+from .engines.registry import weights_file
 from .errors import TrainingInterrupted, UserError
-from .io import atomic_dir, read_json, write_json, write_text
-from .runs import load_classifier, read_model_json, sha256_file, write_model_json
+from .evaluate import predict_loader
+from .runs import RUN_KIND, load_classifier, normalization_record, sha256_file, write_model_json
 
 
 @contextmanager
@@ -57,49 +61,71 @@ def make_loaders(cfg: StageConfig, manifest):
     return train, val
 
 
-def predict_loader(clf, loader, desc: str = "eval", progress: bool = True, epoch: int = 0):
-    """Run a classifier over a loader; returns (logits, labels, manifest rows)."""
-    logits, labels, rows = [], [], []
-    for x, y, idx in tqdm(loader.epoch(epoch), total=len(loader), desc=desc, leave=False, disable=not progress):
-        logits.append(clf.predict(x))
-        labels.append(y)
-        rows.append(idx)
-    if not logits:
-        return np.zeros((0, clf.num_classes), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(logits), np.concatenate(labels), np.concatenate(rows)
-
-
-def _write_history(run_dir: Path, history: list[dict], title: str) -> None:
+def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str) -> None:
+    """model.json (the best epoch so far and its validation metrics), history.jsonl and its plot."""
     from .report import plot_history
 
+    best = checkpoint.best
+    info.update(best_epoch=checkpoint.best_epoch, epochs=checkpoint.epoch,
+                metrics={k: best[k] for k in best if k.startswith("val_")},
+                weights_sha256=sha256_file(run_dir / info["weights"]))
+    write_model_json(run_dir, info)
+    history = checkpoint.history
     write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     plot_history(history, run_dir / "history.png", title=title)
 
 
-def _prepare_run_dir(cfg: StageConfig, run_dir: Path, resume: bool) -> dict | None:
-    state_file = run_dir / "last" / "state.json"
-    if resume:
-        if not state_file.is_file():
-            raise UserError(f"{run_dir}: nothing to resume (no last/state.json); run without --resume")
-        return read_json(state_file)
-    if (run_dir / "model.json").exists() or state_file.exists():
-        raise UserError(f"{run_dir}: run directory already exists; use --resume to continue it, "
-                        f"or pick another name with --set output.name=NAME")
-    return None
+@contextmanager
+def run_folder(run_dir: Path, resume: bool, force: bool = False):
+    """Own ``run_dir`` for one training run: checked, locked, and not left half-made.
+
+    The folder must be new, empty or a run (``--resume`` continues it; ``force`` replaces a
+    finished one); a folder holding anything else is refused. One writer at a time: a second
+    run into the same folder fails at once naming the first. A run that ends before its first
+    epoch is saved (bad data, a diverged loss) removes the folder it created. Yields a callable
+    that says whether an epoch was saved.
+    """
+    ensure_writable(run_dir)
+    check_replaceable(run_dir, RUN_KIND)
+    with exclusive_lock(run_dir, wait=False, what="run folder"):
+        if force and not resume and RUN_KIND.recognises(run_dir):
+            shutil.rmtree(run_dir)  # every entry is one a run writes (recognises checked it)
+        created = not run_dir.exists()
+        saved = {"epoch": False}
+        try:
+            yield saved
+        except BaseException:
+            if created and not saved["epoch"] and run_dir.is_dir():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
 
 def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = None,
-          progress: bool = True, log=print) -> Path:
-    """Train a classifier as ``cfg`` says; return the run directory."""
-    run_dir = cfg.run_dir
-    state = _prepare_run_dir(cfg, run_dir, resume)
+          progress: bool = True, log=print, force: bool = False) -> Path:
+    """Train a classifier as ``cfg`` says; return the run directory.
+
+    ``init`` (a run directory: a pretrain run, an imported checkpoint) defaults to ``cfg.init``.
+    ``force`` replaces a finished run of the same name (never a folder holding other files).
+    """
+    init = init if init is not None else cfg.init
+    with run_folder(cfg.run_dir, resume, force) as saved:
+        return _train(cfg, resume, init, progress, log, saved)
+
+
+def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dict) -> Path:
+    run_dir, t = cfg.run_dir, cfg.train
+    if t.patience < 1:
+        raise UserError("train.patience: must be >= 1")
+    checkpoint = Checkpoint(run_dir, weights=weights_file(cfg.engine), patience=t.patience,
+                            monitor="val_loss", mode="min")
+    resumed = checkpoint.open(resume)
     manifest = load_manifest(cfg.data, cfg.task)
     manifest.check_trainable()
-    if cfg.train.top_k < 1:
+    if t.top_k < 1:
         raise UserError("train.top_k: must be >= 1")
 
-    if init is not None and state is None:
-        clf, init_info = load_classifier(init, device=cfg.train.device)
+    if init is not None and not resumed:
+        clf, init_info = load_classifier(init, device=t.device)
         if init_info["arch"] != cfg.model.arch:
             raise UserError(f"--init {init}: run is a {init_info['arch']}, config asks for {cfg.model.arch}")
         if init_info["engine"] != cfg.engine:
@@ -107,20 +133,14 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
                             f"(convert it with `fashionrec convert`)")
         clf.reset_head(len(manifest.classes))
     else:
-        clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=cfg.train.device,
-                               seed=cfg.train.seed)
-    t = cfg.train
+        clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=t.device, seed=t.seed)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
 
-    history: list[dict] = []
-    best_loss, best_epoch, bad_epochs, start = float("inf"), 0, 0, 1
-    if state is not None:
-        clf.load_training_state(run_dir / "last")
-        history = state["history"]
-        best_loss, best_epoch = state["best_val_loss"], state["best_epoch"]
-        bad_epochs, start = state["bad_epochs"], state["epoch"] + 1
-        log(f"resuming {run_dir} after epoch {state['epoch']}")
+    if resumed:
+        checkpoint.load_training_state(clf)
+        log(f"resuming {run_dir} after epoch {checkpoint.epoch}")
     else:
+        checkpoint.meta["init"] = str(init) if init else None  # kept in last/ for a resume's model.json
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", dump_yaml(cfg))
         manifest.to_csv(run_dir / "manifest.csv")
@@ -128,48 +148,28 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     info = {
         "engine": cfg.engine, "arch": cfg.model.arch, "task": cfg.task, "stage": cfg.stage,
         "classes": list(manifest.classes), "input_size": cfg.model.input_size,
-        "normalization": {"mean": list(clf.mean), "std": list(clf.std)},
-        "num_features": clf.num_features, "weights": WEIGHTS_FILE[cfg.engine], "top_k": t.top_k,
-        "init": str(init) if init else (state or {}).get("init"), "device": clf.device,
+        "normalization": normalization_record(clf),
+        "num_features": clf.num_features, "weights": checkpoint.weights, "top_k": t.top_k,
+        "init": checkpoint.meta.get("init"), "device": clf.device,
     }
     train_loader, val_loader = make_loaders(cfg, manifest)
     log(f"{cfg.stage} {cfg.model.arch} on {cfg.task}: {len(manifest.classes)} classes, "
-        f"{len(train_loader.manifest)} train / {len(val_loader.manifest)} val images, "
+        f"{len(train_loader.images)} train / {len(val_loader.images)} val images, "
         f"engine {cfg.engine} on {clf.device} -> {run_dir}")
-    done = state is not None and (bad_epochs >= t.patience or start > t.max_epochs)
-    epoch = start - 1
     try:
         with sigterm_as_interrupt():
-            for epoch in range(start, t.max_epochs + 1):
-                if done:
+            for epoch in range(checkpoint.epoch + 1, t.max_epochs + 1):
+                if checkpoint.should_stop:  # also a resumed run that had already stopped early
                     break
                 row = _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress)
-                history.append(row)
-                if row["val_loss"] < best_loss - 1e-7:
-                    best_loss, best_epoch, bad_epochs = row["val_loss"], epoch, 0
-                    clf.save_weights(run_dir / info["weights"])
-                else:
-                    bad_epochs += 1
-                done = bad_epochs >= t.patience
-                with atomic_dir(run_dir / "last") as tmp:
-                    clf.save_training_state(tmp)
-                    write_json(tmp / "state.json", {
-                        "epoch": epoch, "best_epoch": best_epoch, "best_val_loss": best_loss,
-                        "bad_epochs": bad_epochs, "history": history, "init": info["init"],
-                    })
-                best = history[best_epoch - 1]
-                info.update(best_epoch=best_epoch, epochs=epoch,
-                            metrics={k: best[k] for k in best if k.startswith("val_")},
-                            weights_sha256=sha256_file(run_dir / info["weights"]))
-                write_model_json(run_dir, info)
-                _write_history(run_dir, history, f"{cfg.stage} {cfg.model.arch} {cfg.task}")
+                is_best = checkpoint.update(clf, row)
+                saved["epoch"] = True
+                _write_results(run_dir, info, checkpoint, f"{cfg.stage} {cfg.model.arch} {cfg.task}")
                 log(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
                     f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
-                    f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if best_epoch == epoch else ""))
+                    f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
     except KeyboardInterrupt:
-        train_loader.close()
-        val_loader.close()
-        raise TrainingInterrupted(run_dir, epoch - 1 if epoch >= start else start - 1) from None
+        raise TrainingInterrupted(run_dir, checkpoint.epoch) from None
     finally:
         train_loader.close()
         val_loader.close()
@@ -177,8 +177,9 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     if bad:
         write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
         log(f"skipped {len(bad)} unreadable image(s); listed in {run_dir / 'bad_images.txt'}")
-    if history:
-        log(f"best epoch {best_epoch}: val loss {best_loss:.3f}; weights in {run_dir / info['weights']}")
+    if checkpoint.history:
+        log(f"best epoch {checkpoint.best_epoch}: val loss {checkpoint.best_value:.3f}; "
+            f"weights in {run_dir / info['weights']}")
     return run_dir
 
 
@@ -198,6 +199,9 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
     train_s = time.perf_counter() - t0
     logits, labels, _ = predict_loader(clf, val_loader, desc="val", progress=progress)
+    if not np.isfinite(logits).all():  # the weights blew up after the last finite training loss
+        raise UserError(f"training diverged at epoch {epoch} (validation outputs are NaN or infinite); "
+                        f"lower train.lr")
     return {
         "epoch": epoch,
         "train_loss": loss_sum / max(n, 1),
@@ -209,46 +213,3 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         "train_images_per_s": n / train_s if train_s > 0 else 0.0,
         "seconds": time.perf_counter() - t0,
     }
-
-
-def evaluate(run_dir, split: str = "val", device: str = "auto", progress: bool = True, workers: int = 1) -> dict:
-    """Evaluate a run on a split of its manifest; writes metrics.json and a confusion matrix PNG."""
-    from .data.manifest import Manifest
-    from .report import plot_confusion
-
-    run_dir = Path(run_dir)
-    info = read_model_json(run_dir)
-    manifest = Manifest.from_csv(run_dir / "manifest.csv")
-    part = manifest.subset(split)
-    if len(part) == 0:
-        have = ", ".join(sorted(set(manifest.splits)))
-        raise UserError(f"{run_dir}: the manifest has no '{split}' split (it has: {have})")
-    clf, _ = load_classifier(run_dir, device=device)
-    loader = BatchLoader(part, info["input_size"], batch_size=32, workers=workers)
-    try:
-        logits, labels, _ = predict_loader(clf, loader, desc=f"evaluate {split}", progress=progress)
-    finally:
-        loader.close()
-    k = int(info.get("top_k", 5))
-    report = M.classification_report(logits, labels, info["classes"], k)
-    report.update(split=split, run=str(run_dir), arch=info["arch"], task=info["task"], stage=info.get("stage"))
-    write_json(run_dir / f"metrics-{split}.json", report)
-    write_json(run_dir / "metrics.json", report)
-    plot_confusion(np.asarray(report["confusion"]), info["classes"], run_dir / f"confusion-{split}.png",
-                   title=f"{info['arch']} {info['task']} ({split}, acc {report['accuracy']:.2f})")
-    return report
-
-
-def format_report(report: dict) -> str:
-    """A table shaped like the paper's Tables 3 and 4, then per-class accuracy."""
-    k = report["top_k"]["k"]
-    lines = [
-        f"{'model':<14}{'task':<10}{'split':<7}{'n':>7}{'acc':>8}{f'top-{k}':>8}{'loss':>8}",
-        f"{report['arch']:<14}{report['task']:<10}{report['split']:<7}{report['n']:>7}"
-        f"{report['accuracy']:>8.3f}{report['top_k']['value']:>8.3f}{report['loss']:>8.3f}",
-        "",
-        "per-class accuracy:",
-    ]
-    for name, acc in report["per_class"].items():
-        lines.append(f"  {name:<24}{'n/a' if acc is None or acc != acc else f'{acc:.3f}':>8}")
-    return "\n".join(lines)

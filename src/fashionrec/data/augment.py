@@ -2,8 +2,8 @@
 
 The paper fine-tunes with random rotations (±3° for category, ±8° for texture), HSL channel
 shifts in [-6, 6], a shear factor in [-0.25, 0.25], aspect-ratio changes in [0.875, 1.125]
-and random "vertical flips". Those are the defaults of :class:`AugmentConfig` (with the
-category rotation); the flip axis is configurable because the paper's word is ambiguous.
+and random "vertical flips". Those are the defaults of :class:`~fashionrec.config.AugmentConfig`
+(with the category rotation); the flip axis is configurable because the paper's word is ambiguous.
 
 :class:`Augmenter` separates drawing the parameters from applying them, so a run is
 reproducible from ``np.random.default_rng([seed, epoch, index])`` and a preview can print
@@ -21,65 +21,11 @@ HLS with numpy: hue wraps around, lightness and saturation clip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-FLIP_AXES = ("vertical", "horizontal", "none")
-
-
-def _check_number(name: str, value, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if not lo <= value <= hi:
-        bounds = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must be {bounds}; got {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges of the random augmentation; each parameter is drawn uniformly in its range.
-
-    Attributes:
-        rotation: largest rotation in degrees; the angle is drawn in [-rotation, rotation].
-        hsl_shift: largest shift of each of hue, saturation and lightness, in 0-255 units of
-            that channel (a hue shift of 255 is a full turn).
-        shear: largest horizontal shear factor (x += shear * y).
-        aspect_ratio: (lo, hi) range of the width/height stretch; area is kept.
-        flip: axis of the random flip: "vertical" (top-bottom), "horizontal" (left-right)
-            or "none".
-        flip_prob: probability of flipping.
-        enabled: False turns the whole augmentation off.
-    """
-
-    rotation: float = 3.0
-    hsl_shift: float = 6.0
-    shear: float = 0.25
-    aspect_ratio: tuple[float, float] = (0.875, 1.125)
-    flip: str = "vertical"
-    flip_prob: float = 0.5
-    enabled: bool = True
-
-    def __post_init__(self):
-        set_ = object.__setattr__  # frozen: normalise types in place once, here
-        set_(self, "rotation", _check_number("rotation", self.rotation, 0.0, 180.0))
-        set_(self, "hsl_shift", _check_number("hsl_shift", self.hsl_shift, 0.0, 255.0))
-        set_(self, "shear", _check_number("shear", self.shear, 0.0, math.inf))
-        set_(self, "flip_prob", _check_number("flip_prob", self.flip_prob, 0.0, 1.0))
-        ar = self.aspect_ratio
-        if not isinstance(ar, (list, tuple)) or len(ar) != 2:
-            raise ValueError(f"aspect_ratio must be a pair [lo, hi]; got {ar!r}")
-        lo, hi = (_check_number("aspect_ratio", v, -math.inf, math.inf) for v in ar)
-        if not 0 < lo <= hi:
-            raise ValueError(f"aspect_ratio must satisfy 0 < lo <= hi; got {list(ar)!r}")
-        set_(self, "aspect_ratio", (lo, hi))
-        if self.flip not in FLIP_AXES:
-            raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {self.flip!r}")
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be true or false; got {self.enabled!r}")
-
+from ..config import FLIP_AXES, AugmentConfig
 
 IDENTITY_PARAMS = {"angle": 0.0, "shear": 0.0, "aspect": 1.0, "hsl": (0.0, 0.0, 0.0), "flip": "none"}
 

@@ -6,7 +6,9 @@ The crowd-sourced labels of the paper are not public, so the user supplies them:
   test); paths are relative to the CSV's folder;
 * or a folder with one sub-folder per class.
 
-Without a split, a stratified, seeded 80/20 train/val split is drawn.
+Without a split, a stratified, seeded 80/20 train/val split is drawn. A path listed twice
+is read once (see :func:`~.manifest.drop_repeated_paths`); hidden files and folders
+(``.DS_Store``, ``._*``, ``.thumbnails/``) are not read from folders.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import numpy as np
 
 from ..config import DEFAULT_CLASSES
 from ..errors import DataError
-from .images import IMAGE_SUFFIXES
-from .manifest import SPLITS, Manifest, check_relative_path, stratified_split
+from .images import find_images, is_hidden
+from .manifest import SPLITS, Manifest, check_relative_path, drop_repeated_paths, stratified_split
+
+CLASSES_KEY = "data.classes"  # the config key that sets the class list, named in errors
+MAX_NAMED = 5  # unknown labels named in one error message; the rest are counted
 
 
 def _resolve_classes(classes, task):
@@ -72,6 +77,18 @@ def _check_files(root: Path, paths, source, skip_missing, linenos):
     return keep, skipped
 
 
+def _unknown_labels_message(source, unknown: dict, classes) -> str:
+    """One line: every distinct unknown label (the first few, with their first line), the class
+    list, and the key that sets it."""
+    (first, ln), *others = unknown.items()
+    msg = f"{source}:{ln}: label '{first}' is not in the class list ({', '.join(classes)})"
+    if others:
+        named = ", ".join(f"'{label}' (line {n})" for label, n in others[:MAX_NAMED - 1])
+        more = len(others) - (MAX_NAMED - 1)
+        msg += f"; also unknown: {named}" + (f" (+{more} more)" if more > 0 else "")
+    return msg + f"; {CLASSES_KEY} sets the class list"
+
+
 def read_labels_csv(csv_path, task: str = "", classes=None, val_fraction: float = 0.2,
                     seed: int = 0, label_column: str = "label", skip_missing: bool = False) -> Manifest:
     """A ``path,label[,split]`` CSV -> Manifest."""
@@ -82,19 +99,24 @@ def read_labels_csv(csv_path, task: str = "", classes=None, val_fraction: float 
     if label_column not in header:
         raise DataError(f"{csv_path}:1: header must have a '{label_column}' column; got {','.join(header)}")
     has_split = "split" in header
-    paths, labels, splits, linenos = [], [], [], []
+    unknown = {}  # label -> first line, in the order met
     for ln, row in rows:
-        label = row[label_column]
-        if label not in index:
-            raise DataError(f"{csv_path}:{ln}: label '{label}' is not in the class list ({', '.join(classes)})")
+        if row[label_column] not in index:
+            unknown.setdefault(row[label_column], ln)
         if has_split and row["split"] not in SPLITS:
             raise DataError(f"{csv_path}:{ln}: split must be one of {', '.join(SPLITS)}; got '{row['split']}'")
-        paths.append(row["path"])
-        labels.append(index[label])
-        splits.append(row["split"] if has_split else "")
-        linenos.append(ln)
-    if not paths:
+    if unknown:
+        raise DataError(_unknown_labels_message(csv_path, unknown, classes))
+    if not rows:
         raise DataError(f"{csv_path}: no rows")
+    linenos = [ln for ln, _ in rows]
+    keep = drop_repeated_paths(csv_path, linenos, [r["path"] for _, r in rows],
+                               [{"label": r[label_column], "split": r.get("split", "")} for _, r in rows])
+    rows = [rows[i] for i in keep]
+    paths = [r["path"] for _, r in rows]
+    labels = [index[r[label_column]] for _, r in rows]
+    splits = [r["split"] if has_split else "" for _, r in rows]
+    linenos = [ln for ln, _ in rows]
     keep, skipped = _check_files(csv_path.parent, paths, csv_path, skip_missing, linenos)
     labels = np.array(labels, np.int64)[keep]
     paths = [paths[i] for i in keep]
@@ -111,20 +133,22 @@ def read_class_folders(root, task: str = "", classes=None, val_fraction: float =
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    present = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    present = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
     classes = _resolve_classes(classes, task) if (classes is not None or task in DEFAULT_CLASSES) else present
     unknown = [d for d in present if d not in classes]
     if unknown:
-        raise DataError(f"{root}: folder(s) {', '.join(unknown)} are not in the class list ({', '.join(classes)})")
+        more = f" (+{len(unknown) - MAX_NAMED} more)" if len(unknown) > MAX_NAMED else ""
+        named = ", ".join(unknown[:MAX_NAMED]) + more
+        raise DataError(f"{root}: folder(s) {named} are not in the class list ({', '.join(classes)}); "
+                        f"{CLASSES_KEY} sets the class list")
     paths, labels = [], []
     for y, c in enumerate(classes):
         folder = root / c
         if not folder.is_dir():
             continue
-        for f in sorted(folder.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(f.relative_to(root).as_posix())
-                labels.append(y)
+        for f in find_images(folder):
+            paths.append(f.relative_to(root).as_posix())
+            labels.append(y)
     if not paths:
         raise DataError(f"{root}: no images found in class folders")
     labels = np.array(labels, np.int64)
@@ -143,6 +167,9 @@ def read_catalog(root, fmt: str) -> tuple[Path, list[str], dict[str, list[str]]]
     if fmt == "csv":
         header, rows = read_csv_rows(root)
         columns = [h for h in header if h not in ("path", "split")]
+        keep = drop_repeated_paths(root, [ln for ln, _ in rows], [r["path"] for _, r in rows],
+                                   [{c: r[c] for c in columns} for _, r in rows])
+        rows = [rows[i] for i in keep]
         paths = [r["path"] for _, r in rows]
         keep, _ = _check_files(root.parent, paths, root, False, [ln for ln, _ in rows])
         return (root.parent, [paths[i] for i in keep],
@@ -150,7 +177,7 @@ def read_catalog(root, fmt: str) -> tuple[Path, list[str], dict[str, list[str]]]
     if fmt == "folder":
         if not root.is_dir():
             raise DataError(f"{root}: folder not found")
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = find_images(root)
         if not files:
             raise DataError(f"{root}: no images found")
         rel = [f.relative_to(root).as_posix() for f in files]

@@ -12,7 +12,8 @@ Two manifests come out of it, as in Tuinhof et al. (2018):
   made it single-label by sampling one positive texture attribute per image (seeded here).
   Images with no positive texture attribute are left out.
 
-Splits come from ``Eval/list_eval_partition.txt`` (train / val / test).
+Splits come from ``Eval/list_eval_partition.txt`` (train / val / test). An image listed twice
+in one file is read once, or is an error naming both lines when the two rows disagree.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .manifest import SPLITS, Manifest, check_relative_path
+from .manifest import SPLITS, Manifest, check_relative_path, drop_repeated_paths
 
 CATEGORY_CLOTH = "Anno/list_category_cloth.txt"
 CATEGORY_IMG = "Anno/list_category_img.txt"
@@ -80,12 +81,15 @@ def read_names(path: Path) -> list[tuple[str, int]]:
 
 def read_partition(root: Path) -> dict[str, str]:
     path = root / PARTITION
-    out = {}
+    linenos, names, statuses = [], [], []
     for ln, name, (status,) in read_table(path):
         if status not in SPLITS:
             raise DataError(f"{path}:{ln}: evaluation_status must be train, val or test; got '{status}'")
-        out[check_relative_path(name, path, ln)] = status
-    return out
+        linenos.append(ln)
+        names.append(check_relative_path(name, path, ln))
+        statuses.append(status)
+    keep = drop_repeated_paths(path, linenos, names, [{"evaluation_status": s} for s in statuses])
+    return {names[i]: statuses[i] for i in keep}
 
 
 def _finish(root, names, labels, classes, partition, task, source, skip_missing, part_path):
@@ -107,7 +111,8 @@ def _finish(root, names, labels, classes, partition, task, source, skip_missing,
     used = sorted({y for y, s in zip(ys, splits) if s == "train"}) or sorted(set(ys))
     remap = {old: new for new, old in enumerate(used)}
     keep = [i for i, y in enumerate(ys) if y in remap]
-    skipped += [(paths[i], f"class '{classes[ys[i]]}' has no training images") for i in range(len(ys)) if ys[i] not in remap]
+    skipped += [(paths[i], f"class '{classes[ys[i]]}' has no training images")
+                for i in range(len(ys)) if ys[i] not in remap]
     m = Manifest(
         root,
         [paths[i] for i in keep],
@@ -126,13 +131,16 @@ def read_category(root, skip_missing: bool = False) -> Manifest:
     root = Path(root)
     categories = [name for name, _ in read_names(root / CATEGORY_CLOTH)]
     path = root / CATEGORY_IMG
-    names, labels = [], []
+    names, labels, linenos = [], [], []
     for ln, name, (label,) in read_table(path):
         y = _int(label, path, ln, "category_label")
         if not 1 <= y <= len(categories):
             raise DataError(f"{path}:{ln}: category_label {y} is outside 1..{len(categories)}")
         names.append(check_relative_path(name, path, ln))
         labels.append(y - 1)
+        linenos.append(ln)
+    keep = drop_repeated_paths(path, linenos, names, [{"category": categories[y]} for y in labels])
+    names, labels = [names[i] for i in keep], [labels[i] for i in keep]
     return _finish(root, names, labels, categories, read_partition(root), "category", path,
                    skip_missing, root / PARTITION)
 
@@ -146,8 +154,7 @@ def read_texture(root, seed: int = 0, skip_missing: bool = False) -> Manifest:
         raise DataError(f"{root / ATTR_CLOTH}: no attribute of type {TEXTURE_TYPE} (texture)")
     texture_names = [attributes[i][0] for i in texture_cols]
     path = root / ATTR_IMG
-    rng = np.random.default_rng(seed)
-    names, labels, skipped = [], [], []
+    rows = []  # (lineno, name, positive texture columns)
     for ln, name, values in read_table(path, n_values=len(attributes)):
         if " " in name.strip():
             raise DataError(f"{path}:{ln}: expected {len(attributes)} attribute values after the image name")
@@ -158,10 +165,18 @@ def read_texture(root, seed: int = 0, skip_missing: bool = False) -> Manifest:
         if not np.isin(row, (-1, 0, 1)).all():
             raise DataError(f"{path}:{ln}: attribute values must be 1, -1 or 0")
         positive = np.flatnonzero(row == 1)  # 0 means unknown: not positive
+        rows.append((ln, check_relative_path(name, path, ln), positive))
+    # compared on what is read from them (the positive texture attributes), named in the message
+    keep = drop_repeated_paths(path, [ln for ln, _, _ in rows], [n for _, n, _ in rows],
+                               [{"texture attributes": ", ".join(texture_names[c] for c in pos) or "none"}
+                                for _, _, pos in rows])
+    rng = np.random.default_rng(seed)
+    names, labels, skipped = [], [], []
+    for _, name, positive in (rows[i] for i in keep):
         if len(positive) == 0:
             skipped.append((name, "no texture attribute"))
             continue
-        names.append(check_relative_path(name, path, ln))
+        names.append(name)
         labels.append(int(positive[rng.integers(len(positive))]) if len(positive) > 1 else int(positive[0]))
     m = _finish(root, names, labels, texture_names, read_partition(root), "texture", path,
                 skip_missing, root / PARTITION)

@@ -1,8 +1,11 @@
 """A batch loader that yields numpy batches any engine can take.
 
 Decoding, augmentation and resizing run in worker processes (``workers`` > 0) or in the
-main process (``workers=0``). Batches come out in order as ``(x, y, index)``: ``x`` uint8
-(N, H, W, 3) RGB, ``y`` int64 labels, ``index`` the manifest rows in the batch. Normalising is
+main process (``workers=0``). The images come from a :class:`~fashionrec.data.manifest.Manifest`
+(training, evaluation) or an :class:`ImageSource`, just paths under a root (feature extraction of a
+catalog, whose labels are not the loader's business). Batches come out in order as
+``(x, y, index)``: ``x`` uint8 (N, H, W, 3) RGB, ``y`` int64 labels (None for a source without
+labels), ``index`` the source's rows in the batch. Normalising is
 the classifier's job, on its own device: uint8 is a quarter of the bytes to pass between
 processes and to a GPU, and the main process has no arithmetic left to hold up a GPU step.
 
@@ -25,16 +28,44 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..config import AugmentConfig
 from ..errors import DataError
-from .augment import Augmenter, AugmentConfig
+from .augment import Augmenter
 from .images import DEFAULT_MAX_PIXELS, decode_image, resize
 from .manifest import Manifest
 
 _STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
+
+
+@dataclass
+class ImageSource:
+    """Images for the loader: paths relative to ``root``, with int labels or without (None).
+
+    A :class:`Manifest` serves as one as it is (it has the same fields, and splits and classes
+    besides); this is for images that have no labels or splits, such as a catalog to index.
+    """
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray | None = None
+    source: str = ""  # where the paths came from, for messages
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        self.paths = list(self.paths)
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if len(self.labels) != len(self.paths):
+                raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def _init_worker(state):
@@ -53,7 +84,7 @@ def _load_batch(job, out=None):
     for row in rows:
         path = st["root"] / st["paths"][row]
         try:
-            img = decode_image(path, max_pixels=st["max_pixels"])
+            img = decode_image(path, max_pixels=st["max_pixels"], target_size=size)  # JPEG draft: ~2x on photos
         except DataError as e:
             bad.append((st["paths"][row], str(e).split(": ", 1)[-1]))
             continue
@@ -72,9 +103,9 @@ def _fill_slot(job, slot: int):
 
 
 class BatchLoader:
-    """Iterate a manifest in batches: ``for x, y, idx in loader.epoch(e): ...``."""
+    """Iterate images in batches: ``for x, y, idx in loader.epoch(e): ...``."""
 
-    def __init__(self, manifest: Manifest, input_size: int, batch_size: int, *, shuffle: bool = False,
+    def __init__(self, images: Manifest | ImageSource, input_size: int, batch_size: int, *, shuffle: bool = False,
                  augment: AugmentConfig | None = None, seed: int = 0, workers: int = 0,
                  drop_last: bool = False, max_bad_fraction: float = 0.01,
                  max_pixels: int = DEFAULT_MAX_PIXELS, limit_batches: int | None = None,
@@ -88,7 +119,7 @@ class BatchLoader:
         prefetch = 2 * workers + 1 if prefetch is None else prefetch
         if workers and prefetch < 1:
             raise ValueError(f"prefetch must be >= 1; got {prefetch}")
-        self.manifest = manifest
+        self.images = images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -100,18 +131,18 @@ class BatchLoader:
         self.bad: dict[str, str] = {}
         self._seen = 0
         augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
-        self._state = dict(root=manifest.root, paths=list(manifest.paths), size=input_size,
+        self._state = dict(root=images.root, paths=list(images.paths), size=input_size,
                            augmenter=augmenter, seed=seed, max_pixels=max_pixels)
         self._pool = None
         self._slots = None
 
     def __len__(self) -> int:
-        n = len(self.manifest)
+        n = len(self.images)
         batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return min(batches, self.limit_batches) if self.limit_batches else batches
 
     def order(self, epoch: int) -> np.ndarray:
-        idx = np.arange(len(self.manifest))
+        idx = np.arange(len(self.images))
         if self.shuffle:
             np.random.default_rng([self.seed, epoch]).shuffle(idx)
         return idx
@@ -127,7 +158,7 @@ class BatchLoader:
             yield from map(_load_batch, self._jobs(epoch))
             return
         if self._pool is None:
-            # fork: workers inherit the manifest and the slots without pickling; they only touch PIL/numpy.
+            # fork: workers inherit the paths and the slots without pickling; they only touch PIL/numpy.
             ctx = mp.get_context("fork")
             size = self._state["size"]
             shape = (self.prefetch, self.batch_size, size, size, 3)
@@ -159,7 +190,7 @@ class BatchLoader:
             raise
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        labels = self.manifest.labels
+        labels = self.images.labels
         for x, rows, bad in self._results(epoch):
             self._seen += len(rows) + len(bad)
             for path, reason in bad:
@@ -167,7 +198,7 @@ class BatchLoader:
             if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1) and self._seen >= 100:
                 self._abort()
             if len(rows):
-                yield x, labels[rows], rows
+                yield x, None if labels is None else labels[rows], rows
         if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1):
             self._abort()
 
@@ -175,8 +206,9 @@ class BatchLoader:
         first = next(iter(self.bad.items()))
         self.close()
         raise DataError(
-            f"{self.manifest.source or self.manifest.root}: {len(self.bad)} of {self._seen} images could not be "
-            f"decoded (limit {self.max_bad_fraction:.1%}); first: {first[0]}: {first[1]}"
+            f"{self.images.source or self.images.root}: {len(self.bad)} of {self._seen} images could not be "
+            f"decoded (limit {self.max_bad_fraction:.1%}; data.max_bad_fraction raises it for training, "
+            f"catalog.max_bad_fraction for an index); first: {first[0]}: {first[1]}"
         )
 
     def close(self):

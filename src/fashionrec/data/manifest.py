@@ -10,6 +10,10 @@ Paths are stored relative to ``root``. As CSV it is meant to be read and edited 
 
 Labels are written as class names; the ``# classes`` line fixes their order (the model's
 output order). ``root`` is written relative to the CSV's folder when possible.
+
+One path, one row: every reader passes its rows through :func:`drop_repeated_paths`. A path
+listed twice would land in train and val alike (or be indexed twice); listed twice with
+different labels it is a contradiction, so an error naming both lines.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,11 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import write_text
 from ..errors import DataError
-from ..io import write_text
 
 SPLITS = ("train", "val", "test")
 _MAGIC = "# fashionrec manifest; classes: "
+# Readers' warnings: without logging configured, Python prints a WARNING as the bare message, one
+# line on stderr (not a ``warnings.warn`` with a source line); callers may route it elsewhere.
+log = logging.getLogger("fashionrec.data")
 
 
 @dataclass
@@ -54,11 +62,11 @@ class Manifest:
     def abspath(self, i: int) -> Path:
         return self.root / self.paths[i]
 
-    def subset(self, split: str) -> "Manifest":
+    def subset(self, split: str) -> Manifest:
         keep = [i for i, s in enumerate(self.splits) if s == split]
         return self.select(keep)
 
-    def select(self, indices) -> "Manifest":
+    def select(self, indices) -> Manifest:
         idx = list(indices)
         return Manifest(
             root=self.root,
@@ -102,6 +110,8 @@ class Manifest:
         buf = io.StringIO()
         buf.write(_MAGIC + json.dumps(self.classes, ensure_ascii=False) + "\n")
         buf.write(f"# root: {root.as_posix()}\n")
+        if csv_dir is not None:  # found again when the run folder is copied or moved elsewhere
+            buf.write(f"# root_absolute: {self.root.resolve().as_posix()}\n")
         if self.task:
             buf.write(f"# task: {self.task}\n")
         w = csv.writer(buf, lineterminator="\n")
@@ -115,13 +125,13 @@ class Manifest:
         write_text(path, self.to_csv_text(path.parent))
 
     @classmethod
-    def from_csv(cls, path) -> "Manifest":
+    def from_csv(cls, path) -> Manifest:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: manifest not found")
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
-        classes, root, task = None, None, ""
+        classes, root, root_absolute, task = None, None, None, ""
         n_comment = 0
         for line in lines:
             if not line.startswith("#"):
@@ -134,17 +144,21 @@ class Manifest:
                     raise DataError(f"{path}:{n_comment}: bad class list") from None
             elif line.startswith("# root:"):
                 root = line.split(":", 1)[1].strip()
+            elif line.startswith("# root_absolute:"):
+                root_absolute = line.split(":", 1)[1].strip()
             elif line.startswith("# task:"):
                 task = line.split(":", 1)[1].strip()
         if classes is None:
             raise DataError(f"{path}:1: not a fashionrec manifest (missing '{_MAGIC.strip()}' line)")
         root = path.parent / (root or ".")
+        if not root.is_dir() and root_absolute and Path(root_absolute).is_dir():
+            root = Path(root_absolute)  # the manifest moved (a copied run folder), the data did not
         reader = csv.reader(lines[n_comment:])
         header = next(reader, None)
         if header != ["path", "label", "split"]:
             raise DataError(f"{path}:{n_comment + 1}: expected header 'path,label,split'")
         index = {c: i for i, c in enumerate(classes)}
-        paths, labels, splits = [], [], []
+        paths, labels, splits, linenos = [], [], [], []
         for lineno, row in enumerate(reader, start=n_comment + 2):
             if not row:
                 continue
@@ -158,7 +172,11 @@ class Manifest:
             paths.append(check_relative_path(p, path, lineno))
             labels.append(index[label])
             splits.append(split)
-        return cls(root, paths, np.array(labels, np.int64), splits, classes, task, source=str(path))
+            linenos.append(lineno)
+        keep = drop_repeated_paths(path, linenos, paths,
+                                   [{"label": classes[y], "split": s} for y, s in zip(labels, splits)])
+        return cls(root, [paths[i] for i in keep], np.array(labels, np.int64)[keep], [splits[i] for i in keep],
+                   classes, task, source=str(path))
 
 
 def check_relative_path(p: str, source, lineno) -> str:
@@ -169,6 +187,34 @@ def check_relative_path(p: str, source, lineno) -> str:
     if ".." in pp.parts:
         raise DataError(f"{source}:{lineno}: path escapes the dataset root with '..': '{p}'")
     return pp.as_posix()
+
+
+def drop_repeated_paths(source, linenos, paths, values) -> list[int]:
+    """Indices of the rows to keep: the first row of each path.
+
+    ``values[i]`` is a dict of what row ``i`` says about its path (label, split, ...). A repeat
+    saying the same is dropped, all of them counted in one warning; a repeat saying otherwise
+    is a :class:`DataError` naming ``source``, both lines and what differs. ``paths`` must be
+    normalised already (:func:`check_relative_path`), so ``a/./b.jpg`` repeats ``a/b.jpg``.
+    """
+    first: dict[str, int] = {}
+    keep, repeats = [], []
+    for i, p in enumerate(paths):
+        j = first.setdefault(p, i)
+        if j == i:
+            keep.append(i)
+            continue
+        if values[i] != values[j]:
+            differ = [k for k in values[i] if values[i].get(k) != values[j].get(k)]
+            now, before = (", ".join(f"{k} '{values[r].get(k, '')}'" for k in differ) for r in (i, j))
+            raise DataError(f"{source}:{linenos[i]}: '{p}' is listed again with {now}, but line "
+                            f"{linenos[j]} gives it {before}; keep one of the two rows")
+        repeats.append((linenos[j], linenos[i], p))
+    if repeats:
+        a, b, p = repeats[0]
+        log.warning(f"{source}: dropped {len(repeats)} repeated row(s) of paths listed before with the same "
+                    f"label (first: line {b} repeats line {a}, '{p}')")
+    return keep
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> list[str]:

@@ -3,26 +3,25 @@
 An engine supplies, for a named architecture, a :class:`Classifier`: build with a class
 count; a training step and an evaluation step on numpy batches; pooled features with the head
 stripped; weights saved and loaded without unpickling; CPU or GPU placement. Everything above
-the engines is written once against this interface.
+the engines is written once against this interface; :mod:`fashionrec.engines.registry` names
+the engines and architectures, :func:`fashionrec.engines.factory.build_classifier` builds one.
+This module imports no engine: the engines import it.
 
 Batches go in as the loader makes them: uint8 RGB images ``(N, H, W, 3)``. The classifier
-normalises them itself, with its ``mean`` and ``std``, on its own device: a GPU then receives a
-quarter of the bytes and does the arithmetic that would otherwise hold up the host's training
-loop (``scripts/bench_train.py`` measured the host at ~1,000-1,500 images/s at 224 px).
+normalises them itself, with its ``mean``, ``std``, ``channels`` and ``scale``, on its own
+device: a GPU then receives a quarter of the bytes and does the arithmetic that would otherwise
+hold up the host's training loop (``scripts/bench_train.py`` measured the host at ~1,000-1,500
+images/s at 224 px).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 
-from ..data.images import IMAGENET_MEAN, IMAGENET_STD
-
-ENGINES = ("torch", "mxnet")
-PRECISIONS = ("fp32", "bf16")  # of inference: bf16 extracts ~1.8x faster on a CPU with AVX512-BF16
-ARCHS = ("alexnet", "bninception")
-WEIGHTS_FILE = {"torch": "weights.safetensors", "mxnet": "weights.params"}
+_SHOW = 6  # names listed per kind of misfit in an error
 
 
 class Classifier(Protocol):
@@ -31,8 +30,10 @@ class Classifier(Protocol):
     num_classes: int
     num_features: int
     device: str
-    mean: tuple[float, float, float]  # of the RGB channels scaled to [0, 1]
+    mean: tuple[float, float, float]  # per input channel, in units where a full pixel is ``scale``
     std: tuple[float, float, float]
+    channels: str  # the input channels' order: "rgb", or "bgr" (Caffe-lineage weights)
+    scale: float  # 1 (torchvision's convention: pixels in [0, 1]) or 255 (Caffe's)
 
     def set_seed(self, seed: int) -> None:
         """Seed the engine's own randomness (dropout), called at the start of every epoch."""
@@ -75,27 +76,18 @@ def check_images(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def build_classifier(engine: str, arch: str, num_classes: int, device: str = "auto", seed: int = 0,
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Classifier:
-    """Build a classifier of ``arch`` with ``num_classes`` outputs on ``engine``.
+def _listed(names: list[str]) -> str:
+    more = f" (+{len(names) - _SHOW} more)" if len(names) > _SHOW else ""
+    return ", ".join(names[:_SHOW]) + more
 
-    ``mean`` and ``std`` (per RGB channel, of pixels scaled to [0, 1]) normalise its input.
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
-    try:
-        mean, std = tuple(map(float, mean)), tuple(map(float, std))
-        valid = len(mean) == len(std) == 3 and min(std) > 0
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"mean and std must be 3 numbers each, std > 0; got {mean!r}, {std!r}")
-    if engine == "torch":
-        from .torch.engine import TorchClassifier
 
-        return TorchClassifier(arch, num_classes, device=device, seed=seed, mean=mean, std=std)
-    if engine == "mxnet":
-        from .mxnet.engine import MXNetClassifier
-
-        return MXNetClassifier(arch, num_classes, device=device, seed=seed, mean=mean, std=std)
-    raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+def check_state(expected: Mapping[str, tuple], state: Mapping[str, np.ndarray], what: str = "weights") -> None:
+    """Raise one ValueError listing the names ``state`` lacks or adds and the shapes that differ."""
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    wrong = [f"{k} {tuple(np.shape(state[k]))} (expected {tuple(expected[k])})"
+             for k in sorted(expected.keys() & state.keys()) if tuple(np.shape(state[k])) != tuple(expected[k])]
+    problems = [f"{label}: {_listed(names)}" for label, names in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if names]
+    if problems:
+        raise ValueError(f"{what} do not fit the network; " + "; ".join(problems))

@@ -1,7 +1,6 @@
-"""The MXNet (Gluon) engine: AlexNet and BN-Inception, the same networks as the torch engine's."""
+"""The MXNet (Gluon) engine: AlexNet and BN-Inception, the same networks as the torch engine's.
 
-from .alexnet import AlexNet, alexnet
-from .bninception import BNInception, bninception
-from .weights import get_weights, set_weights
-
-__all__ = ["AlexNet", "alexnet", "BNInception", "bninception", "get_weights", "set_weights"]
+mxnet is an optional extra (``pip install fashionrec[mxnet]``). One file per architecture (each
+registers its builder with ``@register_model``), ``engine.py`` (the Classifier) and
+``weights.py``; nothing is imported here (see :mod:`fashionrec.engines.registry`).
+"""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..registry import register_model
 from ..specs import check_builder_args
 
 # torch's default Linear/Conv init draws U(+-1/sqrt(fan_in)); Xavier 'in' with magnitude 1 is that.
@@ -95,5 +96,6 @@ class AlexNet(HybridBlock):
         return self.forward_head(self.forward_features(x))
 
 
+@register_model("alexnet")
 def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
     return AlexNet(num_classes=num_classes, dropout=dropout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..registry import register_model
 from ..specs import BNINCEPTION_MODULES, check_builder_args
 
 INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
@@ -151,5 +152,6 @@ class BNInception(HybridBlock):
         return self.forward_head(self.forward_features(x))
 
 
+@register_model("bninception")
 def bninception(num_classes: int = 1000, conv_bias: bool = True, dropout: float = 0.0) -> BNInception:
     return BNInception(num_classes=num_classes, conv_bias=conv_bias, dropout=dropout)

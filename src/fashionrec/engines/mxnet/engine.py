@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ...artifacts import atomic_path, read_json, write_json
 from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from ...errors import UserError
-from ...io import atomic_path, read_json, write_json
 from ..base import check_images
+from ..registry import engine_spec
 
 MAX_COMPUTE_CAPABILITY = (8, 6)
 
@@ -61,16 +62,15 @@ class MXNetClassifier:
     engine = "mxnet"
 
     def __init__(self, arch: str, num_classes: int, device: str = "auto", seed: int = 0,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from .alexnet import alexnet
-        from .bninception import bninception
-
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, channels: str = "rgb", scale: float = 1.0, *,
+                 build_network):
+        """``build_network(num_classes=)`` makes the ``arch`` network (the factory looks it up)."""
         mx = _mx()
         self.arch = arch
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channels, self.scale = tuple(mean), tuple(std), channels, float(scale)
         self.ctx, self.device = resolve_context(device)
         self.set_seed(seed)
-        self.net = {"alexnet": alexnet, "bninception": bninception}[arch](num_classes=num_classes)
+        self.net = build_network(num_classes=num_classes)
         self._init_params()
         self.trainer = None
         self._optim = None
@@ -111,7 +111,7 @@ class MXNetClassifier:
         """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the context (normalised on the host:
         mxnet's GPU use here is training on older cards, where the torch engine's device-side
         normalisation is what matters)."""
-        return self._nd(normalize_batch(check_images(x), self.mean, self.std))
+        return self._nd(normalize_batch(check_images(x), self.mean, self.std, self.channels, self.scale))
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         if self.trainer is None:
@@ -126,7 +126,7 @@ class MXNetClassifier:
         return float(loss.mean().asscalar()), logits.asnumpy()
 
     def set_inference_precision(self, precision: str) -> None:
-        if precision != "fp32":
+        if precision not in engine_spec(self.engine).precisions:
             raise UserError(f"precision: {precision} inference needs the torch engine; the mxnet engine runs fp32 "
                             "(convert the runs with `fashionrec convert`)")
 

@@ -13,7 +13,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import Block
 
-from ..convert import check_state
+from ..base import check_state
 
 
 def get_weights(net: Block) -> dict[str, np.ndarray]:

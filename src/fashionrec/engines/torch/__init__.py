@@ -1,7 +1,6 @@
-"""The torch engine: AlexNet and BN-Inception written here (no torchvision)."""
+"""The torch engine: AlexNet and BN-Inception written here (no torchvision).
 
-from .alexnet import AlexNet, alexnet
-from .bninception import BNInception, bninception
-from .weights import get_weights, set_weights
-
-__all__ = ["AlexNet", "alexnet", "BNInception", "bninception", "get_weights", "set_weights"]
+One file per architecture (each registers its builder with ``@register_model``), ``engine.py``
+(the Classifier) and ``weights.py``; nothing is imported here, so each file is imported only
+when it is used (see :mod:`fashionrec.engines.registry`).
+"""

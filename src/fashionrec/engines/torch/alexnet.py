@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import register_model
 from ..specs import check_builder_args
 
 
@@ -56,5 +57,6 @@ class AlexNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+@register_model("alexnet")
 def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
     return AlexNet(num_classes=num_classes, dropout=dropout)

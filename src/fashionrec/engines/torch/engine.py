@@ -17,18 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from safetensors.torch import load_file, save_file
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ...data.images import IMAGENET_MEAN, IMAGENET_STD
+from ...artifacts import atomic_path, read_json, write_json
+from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_terms
 from ...errors import UserError
-from ...io import atomic_path, read_json, write_json
-from ..base import PRECISIONS, check_images
-from .alexnet import alexnet
-from .bninception import bninception
+from ..base import check_images
+from ..registry import engine_spec
 from .weights import get_weights, set_weights
 
-BUILDERS = {"alexnet": alexnet, "bninception": bninception}
+PRECISIONS = engine_spec("torch").precisions
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -56,16 +55,19 @@ class TorchClassifier:
     engine = "torch"
 
     def __init__(self, arch: str, num_classes: int, device: str = "auto", seed: int = 0,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, channels: str = "rgb", scale: float = 1.0, *,
+                 build_network):
+        """``build_network(num_classes=)`` makes the ``arch`` network (the factory looks it up)."""
         self.arch = arch
         self.device = resolve_device(device)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channels, self.scale = tuple(mean), tuple(std), channels, float(scale)
         # (x / 255 - mean) / std as (x - 255 mean) / (255 std): the same float32 arithmetic as
         # data.images.normalize_batch, so both engines see the same input to the last bit
-        self._shift = (torch.tensor(mean, dtype=torch.float32) / np.float32(1 / 255)).view(1, 3, 1, 1).to(self.device)
-        self._scale = (torch.tensor(std, dtype=torch.float32) / np.float32(1 / 255)).view(1, 3, 1, 1).to(self.device)
+        shift, divisor = normalization_terms(mean, std, scale)
+        self._shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
+        self._scale = torch.from_numpy(divisor).view(1, 3, 1, 1).to(self.device)
         torch.manual_seed(seed)
-        self.model = BUILDERS[arch](num_classes=num_classes)
+        self.model = build_network(num_classes=num_classes)
         self.cuda = self.device == "cuda"
         if self.cuda:
             self.model = self.model.to(self.device, memory_format=torch.channels_last)
@@ -98,6 +100,8 @@ class TorchClassifier:
     def _images(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the device, channels_last in memory."""
         t = torch.from_numpy(check_images(x)).to(self.device, non_blocking=True)
+        if self.channels == "bgr":  # Caffe-lineage weights: reversed on the uint8 bytes, still NHWC
+            t = t.flip(-1)
         t = t.permute(0, 3, 1, 2).float()  # a channels_last view of the NHWC bytes: no copy
         return t.sub_(self._shift).div_(self._scale)
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..convert import check_state
+from ..base import check_state
 
 _SKIP = ".num_batches_tracked"  # a step counter, not a weight; momentum-based BN never reads it
 

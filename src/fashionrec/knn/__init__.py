@@ -1,0 +1,39 @@
+"""k-nearest-neighbour search over catalog feature vectors (Euclidean distance).
+
+One small scikit-learn-style object, :class:`KNNIndex` (``index.py``), in front of five
+backends, one module each:
+
+============  =========  ==================================================================
+backend       exact      structure
+============  =========  ==================================================================
+balltree      yes        ``sklearn.neighbors.BallTree`` (the paper's choice)
+brute         yes        numpy: one float32 matrix product against the stored vectors
+faiss-flat    yes        ``faiss.IndexFlatL2``
+faiss-hnsw    no         ``faiss.IndexHNSWFlat`` (graph; slow to build at 2048-d)
+faiss-ivf     no         ``faiss.IndexIVFFlat`` (k-means cells; ``nprobe`` of ``nlist`` scanned)
+auto                     ``brute`` up to ``AUTO_EXACT_MAX_BYTES`` (1 GiB) of vectors, else ``faiss-ivf``
+============  =========  ==================================================================
+
+Results are the same for every backend where they are exact: each backend proposes candidates,
+their distances are recomputed directly (float64 accumulation of ``x - q``, no ``|x|^2 - 2 x.q``
+cancellation, so a query finds itself at distance 0), and each row is sorted by (distance, id):
+ties go to the lower id. The exact backends also make sure no item left outside the k returned
+is as close as the k-th, so duplicates at the boundary resolve to the lowest ids as well.
+
+Nothing is pickled: :meth:`KNNIndex.save` writes the vectors as ``.npy`` (exact backends, whose
+structures are rebuilt at load) or faiss's own binary format (HNSW / IVF, so loading does not
+retrain), next to a JSON file with the parameters.
+
+A new backend is one module with a ``@register``-ed :class:`~fashionrec.knn.base.Backend`
+subclass, imported below. Importing this package imports neither scikit-learn nor faiss: each
+backend imports its library when it is first used.
+"""
+
+from . import balltree, brute, faiss_flat, faiss_hnsw, faiss_ivf  # noqa: F401  (each registers its backend)
+from .base import backend_names
+from .index import AUTO_EXACT_MAX_BYTES, KNN_FORMAT, KNNIndex
+
+BACKENDS = ("auto",) + backend_names()
+EXACT_BACKENDS = backend_names(exact_only=True)
+
+__all__ = ["AUTO_EXACT_MAX_BYTES", "BACKENDS", "EXACT_BACKENDS", "KNN_FORMAT", "KNNIndex"]
