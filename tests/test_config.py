@@ -7,15 +7,28 @@ from fashionrec.config import IndexConfig, StageConfig, load_config
 from fashionrec.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PACKAGED = Path(__file__).resolve().parents[1] / "src" / "fashionrec" / "configs"  # the demo's, shipped in the wheel
+ALL_CONFIGS = sorted([*CONFIGS.rglob("*.yaml"), *PACKAGED.rglob("*.yaml")])
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "index.yaml"))
+def _is_metric(path: Path) -> bool:
+    return path.parent.name == "metric" or path.stem == "metric"
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if p.name != "index.yaml" and not _is_metric(p)])
 def test_committed_stage_configs_load(path):
     cfg = load_config(StageConfig, path)
     assert cfg.stage in path.name or cfg.stage in path.parent.name
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("index.yaml")))
+@pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if _is_metric(p)])
+def test_committed_metric_configs_load(path):
+    from fashionrec.metric.config import load_metric_config
+
+    assert load_metric_config(path).model.embedding_dim > 0
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if p.name == "index.yaml"])
 def test_committed_index_configs_load(path):
     cfg = load_config(IndexConfig, path)
     assert len(cfg.extractors) == 2

@@ -3,10 +3,12 @@
 A run is scored like the paper's Tables 3-4 (accuracy, top-K accuracy, cross-entropy,
 per-class accuracy) with a confusion matrix. An index is scored by leave-one-out over the
 catalog, the objective measure the paper said was missing: every item with known labels
-queries all the others, and an item is relevant when it shares the query's category, its
-texture, or both. That is reported for the concatenated feature raw (the paper) and per-block
-L2-normalised, and for each extractor's block alone, so the value of concatenating is measured
-rather than assumed.
+queries all the others, and an item is relevant when it shares the query's label in one known
+label column (category, texture, colour... one per extractor's task the catalog has), or in
+both (two columns) or all of them (three or more). That is reported for the concatenated
+feature raw (the paper), per-block L2-normalised and as the index searches it (with its block
+weights), and for each extractor's block alone, so the value of concatenating and weighting is
+measured rather than assumed.
 
 The training loop validates with :func:`predict_loader`; nothing here imports the loop, and the
 index (k-NN backends, feature extraction) is imported only to evaluate one.
@@ -99,8 +101,7 @@ def format_report(report: dict) -> str:
 def _known_labels(index: CatalogIndex) -> dict[str, np.ndarray]:
     """Integer labels per task from the catalog's known label columns (items without one: -1)."""
     out = {}
-    for e in index.meta["extractors"]:
-        task = e["task"]
+    for task in dict.fromkeys(e["task"] for e in index.meta["extractors"]):
         values = [it.get(task, "") for it in index.items]
         if not any(values):
             continue
@@ -112,7 +113,7 @@ def _known_labels(index: CatalogIndex) -> dict[str, np.ndarray]:
 
 def evaluate_index(index_dir, ks=KS, progress: bool = True) -> dict:
     """Leave-one-out precision@k and mAP@k; writes retrieval.json and precision_at_k.png."""
-    from .index import CatalogIndex
+    from .index import CatalogIndex, extractor_weights
     from .report import plot_precision_at_k
 
     index = CatalogIndex.load(index_dir)
@@ -124,25 +125,33 @@ def evaluate_index(index_dir, ks=KS, progress: bool = True) -> dict:
     if keep.sum() < 2:
         raise UserError(f"{index_dir}: fewer than 2 items have every known label")
     labels = {k: v[keep] for k, v in labels.items()}
-    if len(labels) == 2:
-        a, b = labels.values()
-        labels["both"] = combine_labels(a, b, int(b.max()) + 1)
+    if len(labels) >= 2:  # relevant = the same label in every column
+        combined = None
+        for y in labels.values():
+            combined = y if combined is None else combine_labels(combined, y, int(y.max()) + 1)
+        labels["both" if len(labels) == 2 else "all"] = combined
     raw = np.asarray(index.features, np.float32)[keep]
     blocks = [tuple(b) for b in index.meta["blocks"]]
     variants = {"concat raw": raw, "concat l2": l2_normalize(raw, blocks=blocks)}
+    weights = extractor_weights(index.meta)
+    if any(w != 1 for w in weights):  # what the index itself searches
+        variants["concat weighted"] = index.search_vectors(raw)
     if len(blocks) > 1:
+        seen: dict[str, int] = {}
         for e, (a, b) in zip(index.meta["extractors"], blocks):
-            variants[f"{e['task']} only"] = raw[:, a:b]
+            seen[e["task"]] = seen.get(e["task"], 0) + 1
+            name = e["task"] if seen[e["task"]] == 1 else f"{e['task']}#{seen[e['task']]}"
+            variants[f"{name} only"] = raw[:, a:b]
     ks = tuple(k for k in ks if k < len(raw)) or (1,)
     results = {name: leave_one_out(feats, labels, ks) for name, feats in variants.items()}
     out = {"n_items": int(keep.sum()), "ks": list(ks), "relevance": list(labels), "variants": results,
            "index": str(index_dir), "backend_used": "exact (numpy)",
-           "l2_normalize_of_index": index.meta["l2_normalize"]}
+           "l2_normalize_of_index": index.meta["l2_normalize"], "weights_of_index": weights}
     index_dir = Path(index_dir)
     write_json(index_dir / "retrieval.json", out)
-    key = "both" if "both" in labels else next(iter(labels))
+    key = next((k for k in ("both", "all") if k in labels), next(iter(labels)))
     curves = {name: {k: r[key][f"precision@{k}"] for k in ks} for name, r in results.items()}
-    what = "category and texture" if key == "both" else key
+    what = " and ".join(k for k in labels if k not in ("both", "all")) if key in ("both", "all") else key
     plot_precision_at_k(curves, index_dir / "precision_at_k.png",
                         title=f"leave-one-out precision@k: relevant = same {what}")
     return out

@@ -9,11 +9,15 @@
                      normalisation, backend and its parameters, catalog root, toolkit version
       bad_images.txt images of the catalog that could not be decoded (if any)
 
-``features.npy`` always holds the raw features; ``l2_normalize`` (per extractor block) is applied
-when the search structure is built, so evaluation can compare both variants from one index.
+``features.npy`` always holds the raw features; ``l2_normalize`` (per extractor block) and each
+extractor's ``weight`` (its block scaled by sqrt(weight), so that the block's squared distance
+counts ``weight`` times) are applied when the search structure is built, so evaluation can
+compare the variants from one index.
 The search structure is rebuilt from the arrays when loading: nothing is unpickled. The whole
 directory is written under a temporary name and swapped in, so a kill leaves the old index or
-the new one.
+the new one. With ``faiss-ivfpq`` (a catalog past memory) ``features.npy`` is memory-mapped, not
+read: the compressed structure in ``knn/`` re-ranks from it, transforming the candidates' rows
+as they are read (``TransformedRows``), so no normalised copy is stored.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from .errors import UserError
 from .features import FeatureExtractor
 from .artifacts import (ArtifactKind, atomic_dir, check_replaceable, ensure_writable, exclusive_lock, load_array,
                         read_json_object, save_npy, write_json, write_text)
-from .knn import KNNIndex
-from .metrics import l2_normalize
+from .knn import EXTERNAL_VECTOR_BACKENDS, KNNIndex, TransformedRows
+from .metrics import l2_normalize, weight_blocks
 
 INDEX_FORMAT = 1
 APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend
@@ -61,10 +65,9 @@ class CatalogIndex:
         return resolve_catalog_root(self.directory, self.meta)
 
     def search_vectors(self, features: np.ndarray) -> np.ndarray:
-        """Apply the index's feature transform (optional per-block L2) to raw features."""
-        if self.meta.get("l2_normalize"):
-            return l2_normalize(features, blocks=self.meta["blocks"])
-        return np.ascontiguousarray(features, dtype=np.float32)
+        """Apply the index's feature transform (optional per-block L2, then block weights) to raw features."""
+        return search_transform(features, self.meta["blocks"], self.meta.get("l2_normalize", False),
+                                extractor_weights(self.meta))
 
     def query(self, raw_features: np.ndarray, k: int, exclude=None):
         return self.knn.query(self.search_vectors(raw_features), k, exclude=exclude)
@@ -82,14 +85,19 @@ class CatalogIndex:
                             f"rebuild the index")
         meta = read_json_object(meta_path, INDEX_KEYS, what="index")
         _check_meta(meta_path, meta)
-        features = load_array(directory / "features.npy", dtype=np.float32, shape=(None, meta["dim"]), finite=True,
+        # faiss-ivfpq re-ranks from features.npy on disk: memory-mapped, and not checked for NaN
+        # here (that would read the whole file at every load; the build checked every row)
+        mapped = meta["backend_params"]["backend"] in EXTERNAL_VECTOR_BACKENDS
+        features = load_array(directory / "features.npy", dtype=np.float32, shape=(None, meta["dim"]), finite=not mapped,
+                              mmap=mapped,
                               what="features")
         items = read_items(directory / "items.csv")
         if features.shape != (len(items), meta["dim"]):
             raise UserError(f"{directory}: features.npy is {features.shape}, expected ({len(items)}, {meta['dim']})")
         index = cls(directory, features, items, meta, knn=None)
         if (directory / APPROX_DIR).is_dir():  # HNSW / IVF: faiss's own file, no retraining
-            index.knn = KNNIndex.load(directory / APPROX_DIR)
+            index.knn = KNNIndex.load(directory / APPROX_DIR,
+                                      vectors=TransformedRows(features, index.search_vectors) if mapped else None)
         else:  # exact backends rebuild from features.npy
             index.knn = KNNIndex.from_params(meta["backend_params"], index.search_vectors(features))
         return index
@@ -104,11 +112,23 @@ class CatalogIndex:
             if bad:
                 write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
             if not self.knn.exact:
-                self.knn.save(tmp / APPROX_DIR)
+                self.knn.save(tmp / APPROX_DIR, with_vectors=not self.knn.external_vectors)  # those: features.npy
             write_json(tmp / "index.json", dict(self.meta, n_items=len(self.items),
                                                 backend_params=self.knn.get_params()))
         self.directory = directory
         return directory
+
+
+def extractor_weights(meta: dict) -> list[float]:
+    """Each extractor's block weight (1 where index.json records none: an index from before weights)."""
+    return [float(e.get("weight", 1.0)) for e in meta["extractors"]]
+
+
+def search_transform(features: np.ndarray, blocks, l2: bool, weights) -> np.ndarray:
+    """Raw features -> the vectors the search structure holds: per-block L2 (``l2``), then block weights."""
+    blocks = [tuple(b) for b in blocks]
+    x = l2_normalize(features, blocks=blocks) if l2 else np.ascontiguousarray(features, dtype=np.float32)
+    return weight_blocks(x, blocks, weights) if any(w != 1 for w in weights) else x
 
 
 def _check_meta(path: Path, meta: dict) -> None:
@@ -122,6 +142,9 @@ def _check_meta(path: Path, meta: dict) -> None:
         missing = [k for k in ("run", "task", "arch", "engine", "weights_sha256") if not isinstance(e, dict) or k not in e]
         if missing:
             raise UserError(f"{path}: key 'extractors[{i}]' lacks {', '.join(missing)}")
+        w = e.get("weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 or w == float("inf"):
+            raise UserError(f"{path}: key 'extractors[{i}].weight' must be a positive number; got {w!r}")
     for key in ("root", "root_relative"):
         if not isinstance(meta["catalog"].get(key), str):
             raise UserError(f"{path}: key 'catalog.{key}' must be a string")
@@ -161,7 +184,8 @@ def items_csv_text(items: list[dict], columns: list[str]) -> str:
 
 
 def _same_extractors(old: list[dict], new: list[dict]) -> bool:
-    key = lambda es: [(e["task"], e["arch"], e["engine"], e["weights_sha256"]) for e in es]  # noqa: E731
+    key = lambda es: [(e["task"], e["arch"], e["engine"], e["weights_sha256"], e.get("weight", 1.0))  # noqa: E731
+                      for e in es]
     return key(old) == key(new)
 
 
@@ -189,11 +213,12 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log)
         old = CatalogIndex.load(out)
     # appended items are extracted as the index's first ones were
     precision = old.meta.get("precision", "fp32") if old else cfg.precision
-    extractor = FeatureExtractor(cfg.extractors, device=cfg.device, precision=precision)
-    described = extractor.describe()
+    extractor = FeatureExtractor(cfg.extractor_runs, device=cfg.device, precision=precision)
+    described = [dict(e, weight=w) for e, w in zip(extractor.describe(), cfg.extractor_weights)]
     if old:
         if not _same_extractors(old.meta["extractors"], described):
-            raise UserError(f"{out}: --append with other extractors than the index was built with; rebuild it")
+            raise UserError(f"{out}: --append with other extractors (or weights) than the index was built with; "
+                            f"rebuild it")
         if Path(old.root).resolve() != Path(root).resolve():
             raise UserError(f"{out}: --append from catalog {root}, but the index holds {old.root}")
         have = {it["path"] for it in old.items}
@@ -210,7 +235,7 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log)
         root, paths, batch_size=cfg.batch_size, workers=cfg.workers, progress=progress,
         max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels)
     if not np.isfinite(feats).all():  # e.g. weights that diverged: an index of NaNs would answer nothing
-        raise UserError(f"{', '.join(str(r) for r in cfg.extractors)}: the extractors produced NaN or infinite "
+        raise UserError(f"{', '.join(str(r) for r in cfg.extractor_runs)}: the extractors produced NaN or infinite "
                         f"features; check their training (history.png) before indexing with them")
 
     start = len(old.items) if old else 0
@@ -229,9 +254,9 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log)
 
     backend = old.meta["backend_params"]["backend"] if old else cfg.backend
     l2 = old.meta["l2_normalize"] if old else cfg.l2_normalize
-    vectors = l2_normalize(features, blocks=extractor.blocks) if l2 else features
+    vectors = search_transform(features, extractor.blocks, l2, [e["weight"] for e in described])
     if old is None:
-        knn = KNNIndex(backend=backend).fit(vectors)
+        knn = KNNIndex(backend=backend).fit(vectors, progress=progress)
     elif old.knn.exact:
         knn = KNNIndex.from_params(old.meta["backend_params"], vectors)
     else:  # keep the trained IVF cells / HNSW graph; new items get the next ids

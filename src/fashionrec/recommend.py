@@ -26,7 +26,7 @@ class Recommender:
         self._path_to_id = None
 
     @classmethod
-    def load(cls, index_dir, extractors=None, device: str = "auto") -> "Recommender":
+    def load(cls, index_dir, extractors=None, device: str = "auto") -> Recommender:
         """Load ``index_dir``; ``extractors`` (run directories) default to those it was built with."""
         index = CatalogIndex.load(index_dir)
         recorded = index.meta["extractors"]

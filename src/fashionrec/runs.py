@@ -17,10 +17,10 @@ import hashlib
 from pathlib import Path
 
 from . import __version__
+from .artifacts import ArtifactKind, read_json_object, write_json
 from .data.images import normalization_kwargs
 from .engines.factory import build_classifier
 from .engines.registry import check_arch, weights_file
-from .artifacts import ArtifactKind, read_json_object, write_json
 from .errors import UserError
 
 # What a run folder holds (training, evaluate, convert, the metric stage): a folder with anything
@@ -105,8 +105,8 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
 
     import yaml
 
-    from .engines.convert import convert_weights
     from .artifacts import atomic_dir, ensure_writable, write_text
+    from .engines.convert import convert_weights
 
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)

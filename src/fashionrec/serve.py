@@ -153,8 +153,9 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
 
     batcher = MicroBatcher(recommend_batch, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
     app = FastAPI(title="fashionrec", version=__version__,
-                  description="Upload a fashion photo; get similar catalog items ranked by CNN category "
-                              "and texture features (Tuinhof, Pirker & Haltmeier, 2018).")
+                  description="Upload a fashion photo; get similar catalog items ranked by CNN features, one "
+                              "block per labelled attribute (category, texture, ...; Tuinhof, Pirker & "
+                              "Haltmeier, 2018).")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -199,7 +200,8 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
     @app.post("/recommend")
     async def recommend(image: UploadFile = File(..., description="a photo (JPEG, PNG, WebP, ...)"),
                         k: int = Form(5, ge=1, le=max_k, description="how many items")):
-        """Predicted category and texture of the uploaded photo, and the ``k`` most similar items."""
+        """Each extractor's predicted label of the uploaded photo (category, texture, ...), and the ``k``
+        most similar items."""
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload is over the limit of {max_upload_bytes} bytes")

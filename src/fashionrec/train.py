@@ -11,6 +11,7 @@ same epochs and history as one that was never interrupted.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import time
@@ -134,7 +135,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
         clf.reset_head(len(manifest.classes))
     else:
         clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=t.device, seed=t.seed)
-    clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
+    clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum, label_smoothing=t.label_smoothing)
 
     if resumed:
         checkpoint.load_training_state(clf)
@@ -183,13 +184,32 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
     return run_dir
 
 
+def scheduled_lr(t, epoch: int, step: int, steps: int) -> float:
+    """The learning rate of ``step`` (from 0) of ``epoch`` (from 1) of ``steps``: a linear warm-up over
+    ``t.warmup_epochs``, then ``t.lr`` (``constant``) or a cosine from ``t.lr`` to 0 at ``t.max_epochs``.
+
+    A function of the position alone, so a resumed run steps through the same rates."""
+    done = (epoch - 1) + step / max(steps, 1)  # epochs completed before this step
+    if done < t.warmup_epochs:
+        return t.lr * (done + 1 / max(steps, 1)) / t.warmup_epochs  # never 0: the first step moves
+    if t.lr_schedule == "cosine":
+        span = t.max_epochs - t.warmup_epochs
+        return t.lr * 0.5 * (1 + math.cos(math.pi * min((done - t.warmup_epochs) / span, 1.0))) if span > 0 else t.lr
+    return t.lr
+
+
 def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool) -> dict:
     clf.set_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: reproducible across resume
     t0 = time.perf_counter()
     loss_sum, correct, n = 0.0, 0, 0
+    scheduled = cfg.train.lr_schedule != "constant" or cfg.train.warmup_epochs > 0
+    lr, steps = cfg.train.lr, len(train_loader)
     bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
                disable=not progress, unit="batch")
-    for x, y, _ in bar:
+    for step, (x, y, _) in enumerate(bar):
+        if scheduled:
+            lr = scheduled_lr(cfg.train, epoch, step, steps)
+            clf.set_lr(lr)
         loss, logits = clf.train_step(x, y)
         if not np.isfinite(loss):
             raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
@@ -209,7 +229,7 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         "val_loss": M.cross_entropy(logits, labels),
         "val_acc": M.accuracy(logits, labels),
         "val_top_k": M.top_k_accuracy(logits, labels, cfg.train.top_k),
-        "lr": cfg.train.lr,
+        "lr": lr,  # of the epoch's last step
         "train_images_per_s": n / train_s if train_s > 0 else 0.0,
         "seconds": time.perf_counter() - t0,
     }

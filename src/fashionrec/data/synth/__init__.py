@@ -6,14 +6,17 @@ cuffs, flare, two legs, ...), and 5 textures drawn inside the silhouette (graphi
 plain, spotted, striped), with random colours, scale, position, background and pixel noise.
 Patterns are sized relative to the image, so they survive a downscale to 64 px.
 
-:func:`synthesize` writes the images as JPEG files in the two layouts the readers expect:
+:func:`synthesize` writes the images as JPEG files in the three layouts the readers expect:
 
 * ``deepfashion/`` -- the Category and Attribute Prediction benchmark (``img/<Product>/...``,
   ``Anno/*.txt``, ``Eval/list_eval_partition.txt``), with the real category and attribute
   names and the awkward details of the real files (names with spaces, zero-padded labels,
   multi-label textures, images without any texture attribute);
 * ``fashion/`` -- ``images/<id>.jpg`` with ``category.csv``, ``texture.csv`` (``path,label``)
-  and ``catalog.csv`` (``path,category,texture``).
+  and ``catalog.csv`` (``path,category,texture``);
+* ``inshop/`` -- DeepFashion In-shop Clothes Retrieval (``img/<gender>/<section>/<item>/01_1_front.jpg``,
+  ``Eval/list_eval_partition.txt`` with train / query / gallery): 3-5 views of each garment
+  (other background, scale, pose, close-up crop), for the metric stage.
 
 Same seed, same bytes: image ``i`` of a tree is drawn from its own generator
 ``np.random.default_rng([seed, tree, i])``, so the files do not depend on worker scheduling.
@@ -23,7 +26,7 @@ The modules, from the bottom up:
 * ``textures.py`` -- colours and the 5 fabric patterns;
 * ``garments.py`` -- the 9 silhouettes and :func:`draw_garment`;
 * ``trees.py`` -- what the writers share: seeds, balanced labels, drawing a tree's JPEGs;
-* ``deepfashion.py``, ``fashion.py`` -- one writer per dataset layout (a new layout is one
+* ``deepfashion.py``, ``fashion.py``, ``inshop.py`` -- one writer per dataset layout (a new layout is one
   more module and one more entry in ``catalog.WRITERS``);
 * ``catalog.py`` -- :func:`synthesize`, which runs the writers.
 """

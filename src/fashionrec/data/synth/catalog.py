@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts import ArtifactKind, atomic_dir, check_replaceable, ensure_writable, write_json
-from . import deepfashion, fashion
-from .trees import draw_images
+from . import deepfashion, fashion, inshop
+from .trees import draw_images, draw_one_garment
 
-# One module per dataset layout, drawn in this order. A new layout (e.g. DeepFashion In-shop,
-# with Eval/list_eval_partition.txt naming query and gallery images) is one more module in this
+# One module per dataset layout, drawn in this order. A new layout is one more module in this
 # package and one more entry here, with the next free tree id (trees.py).
-WRITERS = (deepfashion, fashion)
+WRITERS = (deepfashion, fashion, inshop)
 # Every tree carries this file (hidden: the readers skip it), so `synth` replaces a tree it drew
 # and refuses a folder of the same name that it did not.
 MARKER = ".fashionrec-synth.json"
@@ -40,8 +39,8 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
                workers: int | None = None) -> dict:
     """Write a synthetic catalog of ``n`` images *per tree* at ``size`` x ``size`` px.
 
-    Two trees, each with its own ``n`` images, classes balanced over the 9 x 5 (category,
-    texture) pairs:
+    Three trees, classes balanced over the 9 x 5 (category, texture) pairs; the first two
+    have ``n`` images each, the In-shop tree ``n // 3`` (at least 24), so it adds little time:
 
     * ``out_dir/deepfashion``: DeepFashion Category and Attribute Prediction layout. Images are
       grouped into products (2-6 views each, ``img/<Product_Name>/img_00000001.jpg``), split
@@ -54,11 +53,16 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
     * ``out_dir/fashion``: ``images/000001.jpg`` ... with ``category.csv`` and ``texture.csv``
       (``path,label``, every image in both) and ``catalog.csv`` (``path,category,texture``). No
       split column: the reader draws the stratified 80/20 split.
+    * ``out_dir/inshop``: DeepFashion In-shop Clothes Retrieval layout: 3-5 views of each item
+      (``img/WOMEN/Dresses/id_00000001/01_1_front.jpg``; other background, scale, pose, crop),
+      ``Eval/list_eval_partition.txt`` with half the items for training and the other half's
+      views split into query and gallery (see ``inshop.py``).
 
     Same arguments, same bytes (``workers`` does not change the output). Each tree is built in
     a temporary folder and swapped in whole, replacing an older synthetic tree; a folder of that
-    name that ``synth`` did not draw (no marker, or files of someone else's in it) is refused. ``workers`` processes draw
-    the images (default: up to 2). Returns a summary: the two tree paths and counts.
+    name that ``synth`` did not draw (no marker, or files of someone else's in it) is refused.
+    ``workers`` processes draw the images (default: up to 2). Returns a summary: the tree paths
+    and counts.
     """
     n = _check_int("n", n, 1)
     size = _check_int("size", size, 16)
@@ -79,7 +83,8 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
     try:
         for writer, rows in plans:
             with atomic_dir(out_dir / writer.FOLDER, kind=tree_kind(writer)) as tmp:
-                draw_images(tmp, rows, writer.TREE, size, seed, pool, progress, writer.FOLDER)
+                draw_images(tmp, rows, writer.TREE, size, seed, pool, progress, writer.FOLDER,
+                            getattr(writer, "draw", draw_one_garment))
                 writer.write_files(tmp, rows)
                 write_json(tmp / MARKER, {"tree": writer.FOLDER, "images": n, "size": size, "seed": seed})
     finally:

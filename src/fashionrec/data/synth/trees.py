@@ -9,7 +9,9 @@ listed in ``catalog.WRITERS``, with:
 * ``plan(n, seed) -> rows``: one dict per image, in drawing order, with at least ``path``
   (relative to the tree), ``category`` and ``texture``;
 * ``write_files(root, rows)``: the tree's text files (annotations, label tables);
-* ``summary(rows) -> dict``: its extra lines in ``synthesize``'s summary.
+* ``summary(rows) -> dict``: its extra lines in ``synthesize``'s summary;
+* optionally ``draw(row, size, key) -> Image``: how image ``row`` is drawn from its seed ``key``
+  (default :func:`draw_one_garment`: a garment of the row's category and texture).
 
 Each writer spells its file formats out itself, never through the readers
 (``data/deepfashion.py``, ``data/catalog.py``, ``data/manifest.py``), so the synthetic trees
@@ -17,9 +19,11 @@ keep testing the readers.
 
 Seeds: image ``i`` of tree ``t`` is drawn from ``np.random.default_rng([seed, t, i])``, so the
 files do not depend on worker scheduling; a tree's plan (labels, products, splits, attributes)
-comes from ``[seed, PLAN, t]``. Tree ids: 0 DeepFashion Category and Attribute, 1 Fashion. 2 is
-``PLAN`` and no tree may take it (its image seeds would repeat plan seeds): the next tree (e.g.
-DeepFashion In-shop) takes 3.
+comes from ``[seed, PLAN, t]``. Tree ids: 0 DeepFashion Category and Attribute, 1 Fashion, 3
+DeepFashion In-shop. 2 is ``PLAN`` and no tree may take it (its image seeds would repeat plan
+seeds). A writer that needs more seeds (In-shop: one per item) appends a non-zero last entry
+(``[seed, t, j, 1]``): numpy pads a seed list with zeros, so ``[seed, t, j, 0]`` would repeat
+``[seed, t, j]``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from .garments import CATEGORIES, draw_garment
@@ -50,20 +55,24 @@ def balanced_labels(n: int, rng) -> list[tuple[str, str]]:
     return out[:n]
 
 
+def draw_one_garment(row: dict, size: int, key) -> Image.Image:
+    """The default drawing: one garment of the row's category and texture from its own seed."""
+    return draw_garment(row["category"], row["texture"], size, np.random.default_rng(key))
+
+
 def _render(job) -> None:
     """Worker: draw one image from its own seed and write it as JPEG."""
-    path, category, texture, size, key = job
-    draw_garment(category, texture, size, np.random.default_rng(key)).save(
-        path, format="JPEG", quality=JPEG_QUALITY)
+    path, row, size, key, draw = job
+    draw(row, size, key).save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
 def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, pool,
-                progress: bool, desc: str) -> None:
-    """Draw image ``i`` of ``rows`` into ``root / rows[i]["path"]``, in ``pool`` if there is one."""
+                progress: bool, desc: str, draw=draw_one_garment) -> None:
+    """Draw image ``i`` of ``rows`` into ``root / rows[i]["path"]`` with ``draw(rows[i], size,
+    [seed, tree, i])``, in ``pool`` if there is one."""
     for r in rows:
         (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(root / r["path"]), r["category"], r["texture"], size, [seed, tree, i])
-            for i, r in enumerate(rows)]
+    jobs = [(str(root / r["path"]), r, size, [seed, tree, i], draw) for i, r in enumerate(rows)]
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
         results = pool.imap_unordered(_render, jobs, chunksize=8) if pool else map(_render, jobs)
         for _ in results:

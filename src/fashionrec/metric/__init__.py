@@ -1,0 +1,14 @@
+"""Metric learning: an embedding trained end to end for retrieval (the paper's "Siamese" future work).
+
+``fashionrec metric -c configs/metric/<name>.yaml`` trains the backbone's feature map, global
+average + max pooling and a linear, L2-normalised embedding with Proxy-Anchor, Multi-Similarity,
+contrastive or semi-hard triplet loss (pytorch-metric-learning) on class-balanced batches of
+photos grouped by item (DeepFashion In-shop or a shop's CSV), stopping early on the validation
+Recall@1. Torch engine only.
+
+* ``config.py`` -- the stage's YAML (:class:`MetricConfig`);
+* ``sampler.py`` -- class-balanced batches from (seed, epoch);
+* ``model.py`` -- the embedding network and its trainer (torch);
+* ``train.py`` -- the stage;
+* ``evaluate.py`` -- embedding a split, Recall@K / MAP@R of a run, the plots.
+"""

@@ -1,0 +1,220 @@
+"""The metric stage: train an embedding on photos grouped by item, stop early on validation Recall@1.
+
+The run directory is laid out like the classifier stages' (``runs/metric/<name>/``):
+``config.yaml``, ``manifest.csv`` (the images, items and splits the run saw, ``val`` included),
+``model.json`` (``kind: embedding``, engine, arch, ``embedding_dim``, input size, normalisation,
+loss, best epoch and its validation scores, weights and their sha256), ``weights.safetensors``
+(the best epoch), ``history.jsonl`` + ``history.png`` and ``last/`` for ``--resume``
+(:class:`fashionrec.checkpoint.Checkpoint`, watching ``val_recall@1``, higher is better).
+
+Every epoch's randomness is a function of (seed, epoch): the balanced batches
+(:mod:`.sampler`), the augmentation (the loader) and dropout (the engine's seed), and the lr is
+the schedule's value at that epoch, so a resumed run ends with the same epochs and history as
+one that was never interrupted. Validation: the ``val`` items scored leave-one-out, or with
+``data.val_fraction: 0`` the query -> gallery test itself (as the published code selects its
+epoch; say so when quoting such a figure).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..artifacts import write_text
+from ..checkpoint import Checkpoint
+from ..config import dump_yaml
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD
+from ..data.inshop import ItemImages, read_inshop, read_items_csv, read_run_record
+from ..data.loader import BatchLoader
+from ..engines.registry import weights_file
+from ..errors import DataError, TrainingInterrupted, UserError
+from ..runs import read_model_json, sha256_file, write_model_json
+from ..train import run_folder, sigterm_as_interrupt
+from .config import TORCH_ONLY, MetricConfig
+from .evaluate import embed_loader, score
+from .model import KIND, Embedder
+from .plots import plot_metric_history
+from .sampler import BalancedLoader
+
+MONITOR = "val_recall@1"
+
+
+def load_items(data) -> ItemImages:
+    """The data config's photos, with the seeded ``val`` items split off."""
+    if data.format == "inshop":
+        images = read_inshop(data.root, skip_missing=data.skip_missing)
+    else:
+        images = read_items_csv(data.root, data.test_fraction, data.split_seed, skip_missing=data.skip_missing)
+    return images.with_val(data.val_fraction, data.split_seed)
+
+
+def lr_factor(t, epoch: int) -> float:
+    """The schedule's multiple of ``train.lr`` at ``epoch`` (1-based)."""
+    if t.schedule == "step":
+        return t.gamma ** ((epoch - 1) // t.step_epochs)
+    if t.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / t.max_epochs))
+    return 1.0
+
+
+def _init_weights(init, arch: str) -> tuple[dict, dict]:
+    """(weights as numpy arrays, normalisation) of an --init run, with one-line errors."""
+    from safetensors.numpy import load_file
+
+    info = read_model_json(init)
+    if info["engine"] != "torch":
+        raise UserError(f"--init {init}: the run uses engine {info['engine']}; {TORCH_ONLY}")
+    if info["arch"] != arch:
+        raise UserError(f"--init {init}: run is a {info['arch']}, config asks for {arch}")
+    path = Path(init) / info["weights"]
+    try:
+        weights = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad weights file
+        raise UserError(f"{path}: not a safetensors weights file ({str(e).splitlines()[0][:100]})") from None
+    norm = info.get("normalization") or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return weights, norm
+
+
+def _split_for_validation(data: ItemImages) -> tuple[ItemImages, str]:
+    if "val" in data.splits:
+        val = data.subset("val")
+        if max(Counter(val.items).values()) < 2:
+            raise DataError(f"{data.source}: no val item has two photos, so nothing can be found leave-one-out; "
+                            f"give val items two or more photos")
+        return val, "val items, leave-one-out"
+    test = data.subset("query", "gallery")
+    if not len(test):
+        raise DataError(f"{data.source}: nothing to validate on (no val, query or gallery images); "
+                        f"set data.val_fraction above 0")
+    return test, "query -> gallery (data.val_fraction is 0)"
+
+
+def train_metric(cfg: MetricConfig, *, resume: bool = False, init=None, progress: bool = True, log=print,
+                 force: bool = False) -> Path:
+    """Train an embedding as ``cfg`` says; return the run directory.
+
+    The run folder is owned as the classifier stages own theirs (:func:`fashionrec.train.run_folder`):
+    ``force`` replaces a finished run of the same name, never a folder holding other files.
+    """
+    with run_folder(cfg.run_dir, resume, force) as saved:
+        return _train_metric(cfg, resume, init, progress, log, saved)
+
+
+def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, saved: dict) -> Path:
+    run_dir, t = cfg.run_dir, cfg.train
+    checkpoint = Checkpoint(run_dir, weights=weights_file("torch"), patience=t.patience, monitor=MONITOR, mode="max")
+    resumed = checkpoint.open(resume)
+    data = read_run_record(run_dir / "manifest.csv") if resumed else load_items(cfg.data)
+    train_set = data.subset("train")
+    val_set, val_how = _split_for_validation(data)
+    photos = Counter(train_set.items)
+    if not photos:
+        raise DataError(f"{data.source}: no training images")
+    singles = sum(n == 1 for n in photos.values())
+    per_batch = t.batch_size // t.images_per_item
+    if len(photos) - singles < per_batch:
+        raise DataError(f"{data.source}: {len(photos) - singles} training item(s) with two or more photos, but "
+                        f"train.batch_size {t.batch_size} takes {per_batch} items of {t.images_per_item} images; "
+                        f"lower train.batch_size")
+
+    if resumed:
+        norm, weights = checkpoint.meta["normalization"], None
+    elif init is not None:
+        weights, norm = _init_weights(init, cfg.model.arch)
+    else:
+        weights, norm = None, {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    model = Embedder(cfg.model.arch, cfg.model.embedding_dim, cfg.model.input_size, device=t.device, seed=t.seed,
+                     mean=norm["mean"], std=norm["std"])
+    if weights is not None:
+        model.load_backbone(weights, str(init))
+    model.configure_training(cfg.loss, t, num_items=len(photos))
+    if resumed:
+        checkpoint.load_training_state(model)
+        log(f"resuming {run_dir} after epoch {checkpoint.epoch}")
+    else:
+        checkpoint.meta.update(init=str(init) if init else None, normalization=norm)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        data.to_csv(run_dir / "manifest.csv")
+
+    info = {
+        "kind": KIND, "engine": "torch", "arch": cfg.model.arch, "task": KIND, "stage": "metric", "classes": [],
+        "embedding_dim": cfg.model.embedding_dim, "num_features": cfg.model.embedding_dim,
+        "input_size": cfg.model.input_size, "normalization": norm, "loss": cfg.loss.name,
+        "weights": checkpoint.weights, "init": checkpoint.meta.get("init"), "device": model.device,
+    }
+    common = dict(workers=t.workers, max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels)
+    train_loader = BalancedLoader(train_set.image_source(), cfg.model.input_size, t.batch_size, t.images_per_item,
+                                  seed=t.seed, augment=cfg.augment, limit_batches=t.limit_train_batches, **common)
+    val_loader = BatchLoader(val_set.image_source(), cfg.model.input_size, t.eval_batch_size, **common)
+    log(f"metric {cfg.model.arch} + {cfg.loss.name}: {data.describe()}; validation on {val_how}; "
+        f"batches of {t.batch_size // t.images_per_item} items x {t.images_per_item} images, "
+        f"engine torch on {model.device} -> {run_dir}")
+    if singles:
+        log(f"{singles} training item(s) with one photo only are left out of the batches (nothing to pair with)")
+    try:
+        with sigterm_as_interrupt():
+            for epoch in range(checkpoint.epoch + 1, t.max_epochs + 1):
+                if checkpoint.should_stop:
+                    break
+                row = _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress)
+                is_best = checkpoint.update(model, row)
+                saved["epoch"] = True
+                best = checkpoint.best
+                info.update(best_epoch=checkpoint.best_epoch, epochs=epoch,
+                            metrics={k: best[k] for k in best if k.startswith("val_")},
+                            weights_sha256=sha256_file(run_dir / info["weights"]))
+                write_model_json(run_dir, info)
+                write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in checkpoint.history))
+                plot_metric_history(checkpoint.history, run_dir / "history.png",
+                                    title=f"metric {cfg.model.arch} {cfg.loss.name}")
+                log(f"epoch {epoch}: train loss {row['train_loss']:.4f}{' (backbone frozen)' if row['frozen'] else ''}"
+                    f" | val R@1 {row[MONITOR]:.3f} MAP@R {row['val_map@r']:.3f}" + ("  *best" if is_best else ""))
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(run_dir, checkpoint.epoch) from None
+    finally:
+        train_loader.close()
+        val_loader.close()
+    bad = {**train_loader.bad, **val_loader.bad}
+    if bad:
+        write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
+        log(f"skipped {len(bad)} unreadable image(s); listed in {run_dir / 'bad_images.txt'}")
+    if checkpoint.history:
+        log(f"best epoch {checkpoint.best_epoch}: val Recall@1 {checkpoint.best_value:.3f}; "
+            f"weights in {run_dir / info['weights']}")
+    return run_dir
+
+
+def _run_epoch(model: Embedder, train_loader, val_loader, val_set: ItemImages, epoch: int, cfg: MetricConfig,
+               progress: bool) -> dict:
+    t = cfg.train
+    model.set_seed(t.seed * 100_003 + epoch)
+    model.set_lr_factor(lr_factor(t, epoch))
+    frozen = epoch <= t.warmup_epochs
+    model.freeze_backbone(frozen)
+    t0 = time.perf_counter()
+    loss_sum, n = 0.0, 0
+    bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
+               disable=not progress, unit="batch")
+    for x, y, _ in bar:
+        loss, _ = model.train_step(x, y)
+        if not np.isfinite(loss):
+            raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
+        loss_sum += loss * len(y)
+        n += len(y)
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}")
+    train_s = time.perf_counter() - t0
+    model.freeze_backbone(False)
+    val = score(embed_loader(model, val_loader, val_set, progress, desc="val"), val_set)
+    return {
+        "epoch": epoch, "train_loss": loss_sum / max(n, 1),
+        **{f"val_{k}": v for k, v in val.items() if k.startswith(("recall@", "map@"))},
+        "lr": model.lrs()[0], "frozen": frozen,
+        "train_images_per_s": n / train_s if train_s > 0 else 0.0, "seconds": time.perf_counter() - t0,
+    }
