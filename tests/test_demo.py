@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from fashionrec.config import StageConfig, load_config
-from fashionrec.demo import CONFIG_DIR, run_demo
+from fashionrec.config import StageConfig
+from fashionrec.demo import load_demo_config, run_demo
 from fashionrec.runs import read_model_json
 from fashionrec.train import train
 
@@ -44,8 +44,9 @@ def test_demo_ranking_beats_chance_and_concatenation_helps(demo_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet
 def test_mxnet_engine_learns_with_the_same_config(demo_dir):
-    cfg = load_config(StageConfig, CONFIG_DIR / "pretrain-category.yaml", [
+    cfg = load_demo_config(StageConfig, "pretrain-category.yaml", [
         "engine=mxnet", f"data.root={demo_dir / 'data' / 'deepfashion'}", f"output.dir={demo_dir / 'runs-mx'}"])
     run = train(cfg, progress=False, log=lambda *_: None)
     info = read_model_json(run)

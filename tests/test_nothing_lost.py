@@ -253,3 +253,12 @@ def test_weights_are_readable_by_other_users(tmp_path, synth_root):
     _, run = _train_quick(tmp_path, synth_root)
     for name in ("weights.safetensors", "model.json", "last/weights.safetensors"):
         assert (run / name).stat().st_mode & 0o044 == 0o044, name
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "my-run.txt").write_text("weeks of training")
+    (tmp_path / "README.md").write_text("my project")
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--quick", "--no-progress"])
+    _one_line_error(r, str(tmp_path), "not a fashionrec demo folder")
+    assert (tmp_path / "runs" / "my-run.txt").read_text() == "weeks of training"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fashionrec.data.deepfashion import read_table
 from fashionrec.data.images import decode_image
+from fashionrec.demo import CONFIG_DIR as DEMO_CONFIGS
 from fashionrec.errors import DataError, UserError
 from fashionrec.index import CatalogIndex
 from fashionrec.runs import load_classifier
@@ -30,7 +31,7 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
-@pytest.mark.parametrize("engine", ["torch", "mxnet"])
+@pytest.mark.parametrize("engine", ["torch", pytest.param("mxnet", marks=pytest.mark.mxnet)])
 def test_planted_pickle_in_place_of_weights_is_refused_not_run(extractor_runs, tmp_path, engine):
     import json
 
@@ -45,6 +46,27 @@ def test_planted_pickle_in_place_of_weights_is_refused_not_run(extractor_runs, t
     with pytest.raises(UserError, match=weights):
         load_classifier(run, device="cpu")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("form", ["torch-save", "bare-pickle"])
+def test_planted_pickle_in_a_checkpoint_to_import_is_refused_not_run(tmp_path, form):
+    """`import-weights` reads .pth files, which are pickles: torch.load(weights_only=True) refuses the
+    payload before it is called, whether saved by torch.save among real tensors or as a bare pickle."""
+    import torch
+
+    from fashionrec.runs import import_run
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "bn_inception-52deb4733.pth"
+    if form == "torch-save":
+        torch.save({"conv1_7x7_s2.weight": torch.zeros(64, 3, 7, 7), "last_linear.bias": Payload(marker)}, ckpt)
+    else:
+        ckpt.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(UserError, match="bn_inception-52deb4733.pth: (refused|not a PyTorch checkpoint)") as e:
+        import_run(ckpt, "bninception", tmp_path / "run")
+    if form == "torch-save":
+        assert "refused" in str(e.value) and "open" in str(e.value)
+    assert not marker.exists() and not (tmp_path / "run").exists()
 
 
 def test_pickled_features_are_refused(built_index, tmp_path):
@@ -100,7 +122,7 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
     before = CatalogIndex.load(target).features.copy()
     script = (
         "import sys, time\n"
-        "from fashionrec.io import atomic_dir\n"
+        "from fashionrec.artifacts import atomic_dir\n"
         "with atomic_dir(sys.argv[1]) as tmp:\n"
         "    (tmp / 'index.json').write_text('{\"format\": 1}')\n"
         "    with open(tmp / 'features.npy', 'wb') as f:\n"
@@ -121,7 +143,7 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", ["", "epoch 1:+0.0", "epoch 1:+0.4", "epoch 2:+0.1"])
 def test_sigterm_during_training_keeps_the_last_epoch_and_resume_finishes(synth_root, tmp_path, kill_after):
-    base = [sys.executable, "-m", "fashionrec", "pretrain", "-c", "configs/demo/pretrain-category.yaml",
+    base = [sys.executable, "-m", "fashionrec", "pretrain", "-c", str(DEMO_CONFIGS / "pretrain-category.yaml"),
             "--set", f"data.root={synth_root / 'deepfashion'}", "--set", f"output.dir={tmp_path}",
             "--set", "model.input_size=32", "--set", "train.max_epochs=4", "--set", "train.patience=9",
             "--set", "train.limit_train_batches=2", "--set", "train.workers=0", "--no-progress"]

@@ -21,8 +21,8 @@ from fashionrec.data.synth import (
     synthesize,
 )
 from fashionrec.data.synth.catalog import WRITERS
-from fashionrec.errors import UserError
 from fashionrec.data.synth.textures import PATTERNS, Context, random_palette
+from fashionrec.errors import UserError
 
 N, SIZE = 100, 64
 
@@ -241,7 +241,7 @@ def test_products_hold_several_numbered_views_of_one_category(trees):
     for name, (label, _, split) in rows.items():
         folder, file = name.split("/")[1:]
         by_product[folder].append((int(file[4:12]), int(label), split))
-    for folder, views in by_product.items():
+    for _folder, views in by_product.items():
         assert sorted(v[0] for v in views) == list(range(1, len(views) + 1))  # numbering restarts
         assert len({v[1] for v in views}) == 1 and len({v[2] for v in views}) == 1  # one category, one split
     assert max(len(v) for v in by_product.values()) >= 3 and len(by_product) < N / 2

@@ -32,7 +32,6 @@ import numpy as np
 
 from .errors import UserError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -145,7 +144,8 @@ def load_array(path, dtype=None, ndim: int | None = None, shape: tuple | None = 
         raise UserError(f"{path}: {what} is {arr.dtype}, expected {np.dtype(dtype)}")
     if ndim is not None and arr.ndim != ndim:
         raise UserError(f"{path}: {what} has shape {arr.shape}, expected {ndim} dimensions")
-    if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+    fits = shape is None or (arr.ndim == len(shape) and all(s in (None, a) for s, a in zip(shape, arr.shape)))
+    if not fits:
         expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise UserError(f"{path}: {what} has shape {arr.shape}, expected {expected}")
     if finite and arr.dtype.kind in "fc":

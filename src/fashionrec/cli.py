@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
 import warnings
 from pathlib import Path
-
-import errno
 
 import click
 
@@ -291,7 +290,8 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, device):
         raise UserError(f"-k must be >= 1; got {k}")
     missing = [p for p in images if not Path(p).is_file()]
     if missing:
-        raise UserError(f"{missing[0]}: no such image file" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{missing[0]}: no such image file{more}")
     if show:
         from .artifacts import ensure_writable
 

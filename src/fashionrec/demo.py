@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import shutil
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from .artifacts import ArtifactKind, check_replaceable, ensure_writable, exclusive_lock, write_json
 from .config import IndexConfig, StageConfig, load_config
 from .errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
+# What `demo --out DIR` writes: it replaces a folder of this kind and refuses any other (with
+# `--out .` in a project, DIR/runs and DIR/index would be the user's own runs and index).
+DEMO_KIND = ArtifactKind("demo folder", marker=".fashionrec-demo.json",
+                         entries=("data", "runs", "index", "queries", "recommendations.png"))
+
+# Package data (pyproject's package-data), so an installed wheel runs the demo from any folder.
+CONFIG_DIR = resources.files(__package__) / "configs" / "demo"
 
 
-def _config(name: str) -> Path:
-    path = CONFIG_DIR / name
-    if not path.is_file():
-        raise UserError(f"{path}: demo config not found (run the demo from a checkout of the repository)")
-    return path
+def load_demo_config(cls, name: str, overrides=()):
+    """One of the demo's configs, read from the installed package."""
+    resource = CONFIG_DIR / name
+    if not resource.is_file():
+        raise UserError(f"{resource}: demo config missing from the installed package (reinstall fashionrec)")
+    with resources.as_file(resource) as path:
+        return load_config(cls, path, overrides)
 
 
 def write_queries(out: Path, size: int, seed: int = 12345) -> list[tuple[Path, str, str]]:
@@ -42,20 +52,47 @@ def write_queries(out: Path, size: int, seed: int = 12345) -> list[tuple[Path, s
     return queries
 
 
+def metric_step(data: Path, runs: Path, finetuned: dict, quick: bool, progress: bool, log) -> Path:
+    """Train a small embedding on the In-shop tree from the fine-tuned category network, then print
+    its query -> gallery Recall@K beside both classifiers' features on the same images."""
+    from .metric.config import MetricConfig, check_metric_config
+    from .metric.evaluate import evaluate_embedding_run, format_embedding_report
+    from .metric.train import train_metric
+
+    overrides = [f"data.root={data / 'inshop'}", f"output.dir={runs}"]
+    if quick:
+        overrides += ["train.max_epochs=1", "train.batch_size=16"]
+    cfg = check_metric_config(load_demo_config(MetricConfig, "metric.yaml", overrides), "metric.yaml")
+    run = train_metric(cfg, init=finetuned["category"], progress=progress, log=log)
+    report = evaluate_embedding_run(run, against=[finetuned["category"], finetuned["texture"]], progress=progress)
+    log(format_embedding_report(report))
+    return run
+
+
 def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: bool = True, log=print) -> dict:
+    """Run the whole pipeline into ``out``: a new or empty folder, or one an earlier demo made."""
+    out = Path(out)
+    ensure_writable(out)
+    check_replaceable(out, DEMO_KIND)
+    with exclusive_lock(out, wait=False, what="demo folder"):
+        return _run_demo(out, quick, engine, progress, log)
+
+
+def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
     from .data.synth import synthesize
-    from .evaluate_index import evaluate_index, format_retrieval
+    from .evaluate import evaluate_index, evaluate_run, format_report, format_retrieval
     from .index import build_index
     from .recommend import Recommender, format_results
-    from .train import evaluate, format_report, train
+    from .train import train
 
     t0 = time.perf_counter()
-    out = Path(out)
     data, runs, index_dir = out / "data", out / "runs", out / "index"
-    for stale in (runs, index_dir):  # a demo is a fresh run each time
+    for stale in (runs, index_dir):  # a demo is a fresh run each time; the folder is a demo's (checked)
         shutil.rmtree(stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / DEMO_KIND.marker, {"quick": quick, "engine": engine})
     n, size = (240, 64) if quick else (1000, 64)
-    log(f"[1/6] synthetic catalog: {n} images per tree at {size} px -> {data}")
+    log(f"[1/7] synthetic catalog: {n} images per tree at {size} px -> {data}")
     synthesize(data, n=n, size=size, seed=0, progress=progress)
 
     common = [f"engine={engine}", f"output.dir={runs}"]
@@ -63,33 +100,40 @@ def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: b
         common += ["train.max_epochs=1", "model.input_size=64"]
     finetuned = {}
     for step, task in enumerate(("category", "texture"), start=2):
-        log(f"[{step}/6] {task}: pretrain on the DeepFashion tree, then fine-tune on the Fashion tree")
-        pre = load_config(StageConfig, _config(f"pretrain-{task}.yaml"),
-                          common + [f"data.root={data / 'deepfashion'}"])
+        log(f"[{step}/7] {task}: pretrain on the DeepFashion tree, then fine-tune on the Fashion tree")
+        pre = load_demo_config(StageConfig, f"pretrain-{task}.yaml",
+                               common + [f"data.root={data / 'deepfashion'}"])
         pre_dir = train(pre, progress=progress, log=log)
-        fine = load_config(StageConfig, _config(f"finetune-{task}.yaml"),
-                           common + [f"data.root={data / 'fashion' / f'{task}.csv'}"])
+        fine = load_demo_config(StageConfig, f"finetune-{task}.yaml",
+                                common + [f"data.root={data / 'fashion' / f'{task}.csv'}"])
         fine_dir = train(fine, init=pre_dir, progress=progress, log=log)
-        report = evaluate(fine_dir, split="val", progress=progress)
+        report = evaluate_run(fine_dir, split="val", progress=progress)
         log(format_report(report))
         finetuned[task] = fine_dir
 
-    log("[4/6] index the catalog with both fine-tuned networks (heads stripped, features concatenated)")
-    icfg = load_config(IndexConfig, _config("index.yaml"), [
+    log("[4/7] index the catalog with both fine-tuned networks (heads stripped, features concatenated)")
+    icfg = load_demo_config(IndexConfig, "index.yaml", [
         f"catalog.root={data / 'fashion' / 'catalog.csv'}", f"output={index_dir}",
         f"extractors=[{finetuned['category']}, {finetuned['texture']}]"])
     build_index(icfg, progress=progress, log=log)
 
-    log("[5/6] recommend for held-out images")
+    log("[5/7] recommend for held-out images")
     queries = write_queries(out / "queries", size)
     rec = Recommender.load(index_dir)
     results = rec.recommend([q for q, _, _ in queries], k=5)
     log(format_results(results))
     picture = rec.show(results, out / "recommendations.png")
 
-    log("[6/6] evaluate the ranking (leave-one-out over the catalog)")
+    log("[6/7] evaluate the ranking (leave-one-out over the catalog)")
     retrieval = evaluate_index(index_dir, progress=progress)
     log(format_retrieval(retrieval))
+
+    metric_run = None
+    if engine == "torch":
+        log("[7/7] metric learning on the synthetic In-shop tree, beside the classifiers' features")
+        metric_run = metric_step(data, runs, finetuned, quick, progress, log)
+    else:
+        log("[7/7] metric learning skipped: it is torch-only (--engine torch)")
 
     summary = {
         "recommendations": picture,
@@ -100,6 +144,8 @@ def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: b
         "confusion matrices": [Path(d) / "confusion-val.png" for d in finetuned.values()],
         "index": index_dir,
     }
+    if metric_run is not None:
+        summary.update({"metric run": metric_run, "recall@k plot": metric_run / "recall_at_k.png"})
     log(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Where everything is:")
     for key, value in summary.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)

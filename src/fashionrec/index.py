@@ -31,12 +31,22 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .artifacts import (
+    ArtifactKind,
+    atomic_dir,
+    check_replaceable,
+    ensure_writable,
+    exclusive_lock,
+    load_array,
+    read_json_object,
+    save_npy,
+    write_json,
+    write_text,
+)
 from .config import IndexConfig
 from .data.catalog import read_catalog
 from .errors import UserError
 from .features import FeatureExtractor
-from .artifacts import (ArtifactKind, atomic_dir, check_replaceable, ensure_writable, exclusive_lock, load_array,
-                        read_json_object, save_npy, write_json, write_text)
 from .knn import EXTERNAL_VECTOR_BACKENDS, KNNIndex, TransformedRows
 from .metrics import l2_normalize, weight_blocks
 
@@ -44,7 +54,8 @@ INDEX_FORMAT = 1
 APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend
 # What `index` writes and `evaluate --index` adds: a folder holding anything else is not replaced.
 INDEX_KIND = ArtifactKind("index", marker="index.json",
-                          entries=("features.npy", "items.csv", "bad_images.txt", APPROX_DIR, "retrieval.json", "*.png"))
+                          entries=("features.npy", "items.csv", "bad_images.txt", APPROX_DIR, "retrieval.json",
+                                   "*.png"))
 # index.json's keys that the toolkit reads, and their types (a hand-edited file is checked, not trusted)
 INDEX_KEYS = {"format": int, "dim": int, "blocks": list, "extractors": list, "l2_normalize": bool,
               "backend_params": dict, "catalog": dict, "label_columns": list}
@@ -73,7 +84,7 @@ class CatalogIndex:
         return self.knn.query(self.search_vectors(raw_features), k, exclude=exclude)
 
     @classmethod
-    def load(cls, directory) -> "CatalogIndex":
+    def load(cls, directory) -> CatalogIndex:
         directory = Path(directory)
         meta_path = directory / "index.json"
         if not meta_path.is_file():
@@ -88,9 +99,8 @@ class CatalogIndex:
         # faiss-ivfpq re-ranks from features.npy on disk: memory-mapped, and not checked for NaN
         # here (that would read the whole file at every load; the build checked every row)
         mapped = meta["backend_params"]["backend"] in EXTERNAL_VECTOR_BACKENDS
-        features = load_array(directory / "features.npy", dtype=np.float32, shape=(None, meta["dim"]), finite=not mapped,
-                              mmap=mapped,
-                              what="features")
+        features = load_array(directory / "features.npy", dtype=np.float32, shape=(None, meta["dim"]),
+                              finite=not mapped, mmap=mapped, what="features")
         items = read_items(directory / "items.csv")
         if features.shape != (len(items), meta["dim"]):
             raise UserError(f"{directory}: features.npy is {features.shape}, expected ({len(items)}, {meta['dim']})")
@@ -137,9 +147,11 @@ def _check_meta(path: Path, meta: dict) -> None:
     if not (all(isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) for v in b) for b in blocks)
             and blocks and blocks[0][0] == 0 and blocks[-1][1] == meta["dim"]
             and all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))):
-        raise UserError(f"{path}: key 'blocks' must be consecutive [start, end] pairs covering 0..dim; got {blocks!r:.80}")
+        raise UserError(f"{path}: key 'blocks' must be consecutive [start, end] pairs covering 0..dim; "
+                        f"got {blocks!r:.80}")
     for i, e in enumerate(meta["extractors"]):
-        missing = [k for k in ("run", "task", "arch", "engine", "weights_sha256") if not isinstance(e, dict) or k not in e]
+        missing = [k for k in ("run", "task", "arch", "engine", "weights_sha256")
+                   if not isinstance(e, dict) or k not in e]
         if missing:
             raise UserError(f"{path}: key 'extractors[{i}]' lacks {', '.join(missing)}")
         w = e.get("weight", 1.0)

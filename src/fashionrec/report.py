@@ -17,13 +17,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: must precede any pyplot import anywhere in the process
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+from PIL import Image, ImageOps
 
-from .errors import DataError  # noqa: E402
-from .artifacts import atomic_path  # noqa: E402
+from .artifacts import atomic_path
+from .errors import DataError
 
 __all__ = ["plot_history", "plot_confusion", "plot_recommendations", "plot_precision_at_k", "grid_images"]
 
