@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import AugmentConfig, OutputConfig, load_config, read_yaml
+from ..config import AugmentConfig, LogConfig, OutputConfig, load_config, read_yaml
 from ..engines.registry import ARCH_NAMES, ENGINE_NAMES
 from ..errors import ConfigError
 from .sampler import check_batch
@@ -102,6 +102,7 @@ class MetricConfig:
     engine: Literal[ENGINE_NAMES] = "torch"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))
     output: OutputConfig = field(default_factory=OutputConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def run_name(self) -> str:

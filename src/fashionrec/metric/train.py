@@ -35,6 +35,7 @@ from ..data.loader import BatchLoader
 from ..engines.registry import weights_file
 from ..errors import DataError, TrainingInterrupted, UserError
 from ..runs import read_model_json, sha256_file, write_model_json
+from ..scalars import ScalarLog
 from ..train import run_folder, sigterm_as_interrupt
 from .config import TORCH_ONLY, MetricConfig
 from .evaluate import embed_loader, score
@@ -150,6 +151,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
         "weights": checkpoint.weights, "init": checkpoint.meta.get("init"), "device": model.device,
     }
     common = dict(workers=t.workers, max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels)
+    scalars = ScalarLog(run_dir, cfg.log.tensorboard, title=f"metric {cfg.model.arch} {cfg.loss.name}")
     train_loader = BalancedLoader(train_set.image_source(), cfg.model.input_size, t.batch_size, t.images_per_item,
                                   seed=t.seed, augment=cfg.augment, limit_batches=t.limit_train_batches, **common)
     val_loader = BatchLoader(val_set.image_source(), cfg.model.input_size, t.eval_batch_size, **common)
@@ -166,6 +168,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
                 row = _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress)
                 is_best = checkpoint.update(model, row)
                 saved["epoch"] = True
+                scalars.write(row)
                 best = checkpoint.best
                 info.update(best_epoch=checkpoint.best_epoch, epochs=epoch,
                             metrics={k: best[k] for k in best if k.startswith("val_")},
@@ -181,6 +184,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
     finally:
         train_loader.close()
         val_loader.close()
+        scalars.close()
     bad = {**train_loader.bad, **val_loader.bad}
     if bad:
         write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
