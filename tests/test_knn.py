@@ -13,7 +13,7 @@ from fashionrec.errors import UserError
 from fashionrec.knn import BACKENDS, EXACT_BACKENDS, KNNIndex
 from fashionrec.knn.base import Backend
 
-APPROX_BACKENDS = ("faiss-hnsw", "faiss-ivf")
+APPROX_BACKENDS = ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq")
 ALL_BACKENDS = EXACT_BACKENDS + APPROX_BACKENDS
 
 
@@ -186,7 +186,9 @@ def test_save_load_round_trip_without_pickle(backend, clustered, tmp_path, monke
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_array_equal(loaded.vectors(), X)
     files = sorted(p.name for p in (tmp_path / "knn").iterdir())
-    assert files == sorted(["knn.json", "vectors.npy" if backend in EXACT_BACKENDS else "index.faiss"])
+    expected = {"faiss-ivfpq": ["index.faiss", "vectors.npy"]}.get(  # its codes, and the vectors it re-ranks from
+        backend, ["vectors.npy" if backend in EXACT_BACKENDS else "index.faiss"])
+    assert files == sorted(["knn.json", *expected])
 
 
 def test_load_reports_a_damaged_directory(tmp_path, clustered):
@@ -219,7 +221,8 @@ def test_a_directory_in_format_1_loads(tmp_path):
     (tmp_path / "old" / "knn.json").write_text(json.dumps(
         {"format": 1, "params": params, "n_items": 50, "dim": 4, "data": "vectors.npy"}))
     loaded = KNNIndex.load(tmp_path / "old")
-    assert loaded.get_params() == params
+    assert {k: v for k, v in loaded.get_params().items() if k in params} == params
+    assert loaded.get_params()["pq_bits"] == 8  # parameters added since: their defaults
     np.testing.assert_array_equal(loaded.query(X[:5], 3)[1], reference(X, X[:5], 3)[1])
 
 
@@ -396,3 +399,133 @@ def test_benchmark_script_writes_json_and_only_its_own_section(tmp_path):
     assert "keep me" in text and text.count("<!-- knn:start -->") == 1 and "| 600 | brute |" in text
     bench.main(argv[:-2] + ["--results", str(results), "--render", str(out)])  # re-render: replaced, not added
     assert results.read_text().count("<!-- knn:start -->") == 1 and "keep me" in results.read_text()
+
+
+# ---------------------------------------------------------------------------- faiss-ivfpq
+
+
+def test_ivfpq_reranks_exactly_from_a_memory_mapped_store(clustered, tmp_path):
+    """Codes propose, the vectors on disk decide: true distances, high recall, the file never copied."""
+    from fashionrec.knn.base import TransformedRows
+
+    X, Q = clustered
+    rng = np.random.default_rng(7)
+    big = np.concatenate([X, X + rng.normal(0, 0.3, X.shape)]).astype(np.float32)  # 4000 x 64
+    np.save(tmp_path / "features.npy", big)
+    mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
+    index = KNNIndex("faiss-ivfpq", pq_m=16, nprobe=8).fit(mapped)
+    assert index.external_vectors and np.shares_memory(index._backend.X, mapped)  # a reference, not a copy
+    # RAM: 16-byte codes + 8-byte ids per item, plus centroids and codebooks (not the 1 MB of vectors)
+    assert index.nbytes < big.nbytes / 2 and index.get_params()["pq_m"] == 16
+    queries = np.concatenate([Q, big[:20] + 0.01]).astype(np.float32)
+    dist, idx = index.query(queries, 5)
+    ref_dist, ref_idx = reference(big, queries, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, ref_idx)])
+    assert recall >= 0.95
+    exact = np.sqrt(((queries[:, None, :].astype(np.float64) - big[idx]) ** 2).sum(-1))
+    np.testing.assert_allclose(dist, exact, rtol=1e-5)  # true distances of what it returns
+    # the same search over rows transformed as they are read (e.g. L2-normalised blocks)
+    halve = TransformedRows(mapped, lambda block: block * 0.5)
+    _, idx_half = KNNIndex("faiss-ivfpq", pq_m=16, nprobe=8).fit(halve).query(queries * 0.5, 5)
+    assert np.mean(idx_half == idx) > 0.95
+
+
+def test_ivfpq_save_without_vectors_loads_with_them(clustered, tmp_path):
+    X, Q = clustered
+    index = KNNIndex("faiss-ivfpq").fit(X)
+    before = index.query(Q, 5)
+    index.save(tmp_path / "k", with_vectors=False)
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["index.faiss", "knn.json"]
+    with pytest.raises(UserError, match="saved without its vectors"):
+        KNNIndex.load(tmp_path / "k")
+    with pytest.raises(UserError, match=r"knn.json: 2000 x 64 items, but the vectors given are \(10, 64\)"):
+        KNNIndex.load(tmp_path / "k", vectors=X[:10])
+    np.save(tmp_path / "X.npy", X)
+    loaded = KNNIndex.load(tmp_path / "k", vectors=np.load(tmp_path / "X.npy", mmap_mode="r"))
+    for a, b in zip(loaded.query(Q, 5), before):
+        np.testing.assert_array_equal(a, b)
+    # search-time parameters change after fit; the structure's do not
+    loaded.set_params(nprobe=1, rerank_factor=2)
+    assert loaded._backend.nprobe == 1 and loaded.get_params()["rerank_factor"] == 2
+    with pytest.raises(ValueError, match="^pq_m shapes the faiss-ivfpq structure"):
+        loaded.set_params(pq_m=8)
+
+
+def test_ivfpq_with_opq_and_small_catalogs(clustered):
+    X, Q = clustered
+    opq = KNNIndex("faiss-ivfpq", opq=True, pq_m=16).fit(X)
+    _, idx = opq.query(Q, 5)
+    ref = reference(X, Q, 5)[1]
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, ref)]) >= 0.95
+    tiny = KNNIndex("faiss-ivfpq").fit(X[:30])  # too few rows for 256 codewords: fewer bits
+    assert tiny.get_params()["pq_bits"] < 8 and tiny.get_params()["nlist"] == 1
+    np.testing.assert_array_equal(tiny.query(X[:30], 1)[1][:, 0], np.arange(30))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"pq_m": 0}, "pq_m"),
+    ({"pq_bits": 17}, "pq_bits"),
+    ({"pq_bits": 8.0}, "pq_bits"),
+    ({"opq": "yes"}, "opq"),
+    ({"train_size": 0}, "train_size"),
+    ({"rerank_factor": 0}, "rerank_factor"),
+])
+def test_ivfpq_bad_parameters_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        KNNIndex("faiss-ivfpq", **kwargs)
+
+
+def test_ivfpq_pq_m_must_divide_the_dimension(gaussian):
+    with pytest.raises(ValueError, match=r"^pq_m must divide the vectors' dimension \(64\); got 60"):
+        KNNIndex("faiss-ivfpq", pq_m=60).fit(gaussian[0])
+
+
+def test_index_built_with_ivfpq_maps_its_features_and_recommends(synth_root, extractor_runs, tmp_path):
+    """`fashionrec index` with faiss-ivfpq: knn/ holds only the codes; features.npy is memory-mapped."""
+    from click.testing import CliRunner
+
+    from fashionrec.cli import main
+    from fashionrec.index import CatalogIndex
+
+    out = tmp_path / "index"
+    config = tmp_path / "index.yaml"
+    config.write_text(f"""
+catalog: {{format: csv, root: {synth_root / 'fashion' / 'catalog.csv'}}}
+extractors: [{extractor_runs['category']}, {extractor_runs['texture']}]
+output: {out}
+backend: faiss-ivfpq
+l2_normalize: true
+workers: 0
+device: cpu
+""")
+    r = CliRunner().invoke(main, ["index", "-c", str(config), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "knn").iterdir()) == ["index.faiss", "knn.json"]
+    index = CatalogIndex.load(out)
+    assert isinstance(index.features, np.memmap) and index.knn.backend_ == "faiss-ivfpq"
+    vectors = index.search_vectors(np.asarray(index.features))  # per-block L2, as the catalog was searched
+    ref_dist, ref_idx = reference(vectors, vectors[:10], 4)
+    dist, idx = index.query(index.features[:10], 4)
+    np.testing.assert_array_equal(idx, ref_idx)  # a catalog this small: every item is a candidate
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-4, atol=1e-6)
+    image = str(index.root / index.items[5]["path"])
+    r = CliRunner().invoke(main, ["recommend", image, "-k", "3", "--index", str(out), "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    results = json.loads(r.output)[0]["results"]
+    assert results[0]["id"] == 5 and results[0]["distance"] < 1e-3 and len(results) == 3
+
+
+def test_set_params_reaches_the_fitted_backend(clustered):
+    # the benchmark's sweeps change nprobe / ef_search on a built index: the search must follow
+    X, Q = clustered
+    ref = reference(X, Q, 5)[1]
+    index = KNNIndex("faiss-ivf", nprobe=1, nlist=45).fit(X)
+    narrow = index.query(Q, 5)[1]
+    np.testing.assert_array_equal(index.set_params(nprobe=45).query(Q, 5)[1], ref)  # every cell: exact
+    assert not np.array_equal(narrow, ref) and index.get_params()["nprobe"] == 45
+    with pytest.raises(ValueError, match="^nlist shapes the faiss-ivf structure"):
+        index.set_params(nlist=10)
+    with pytest.raises(ValueError, match="unknown parameter 'nprobes'"):
+        index.set_params(nprobes=3)
+    with pytest.raises(ValueError, match="^ef_search must be"):
+        KNNIndex("faiss-hnsw").fit(X[:100]).set_params(ef_search=0)

@@ -1,6 +1,6 @@
 """k-nearest-neighbour search over catalog feature vectors (Euclidean distance).
 
-One small scikit-learn-style object, :class:`KNNIndex` (``index.py``), in front of five
+One small scikit-learn-style object, :class:`KNNIndex` (``index.py``), in front of six
 backends, one module each:
 
 ============  =========  ==================================================================
@@ -11,8 +11,13 @@ brute         yes        numpy: one float32 matrix product against the stored ve
 faiss-flat    yes        ``faiss.IndexFlatL2``
 faiss-hnsw    no         ``faiss.IndexHNSWFlat`` (graph; slow to build at 2048-d)
 faiss-ivf     no         ``faiss.IndexIVFFlat`` (k-means cells; ``nprobe`` of ``nlist`` scanned)
+faiss-ivfpq   no         ``faiss.IndexIVFPQ`` (cells + 64-byte codes; the vectors stay on disk)
 auto                     ``brute`` up to ``AUTO_EXACT_MAX_BYTES`` (1 GiB) of vectors, else ``faiss-ivf``
 ============  =========  ==================================================================
+
+``faiss-ivfpq`` is the one for a catalog past memory: it holds 82 bytes per item (measured at
+1M x 2048) and reads the caller's vectors (``features.npy``, memory-mapped) only to re-rank its
+candidates exactly.
 
 Results are the same for every backend where they are exact: each backend proposes candidates,
 their distances are recomputed directly (float64 accumulation of ``x - q``, no ``|x|^2 - 2 x.q``
@@ -21,19 +26,22 @@ ties go to the lower id. The exact backends also make sure no item left outside 
 is as close as the k-th, so duplicates at the boundary resolve to the lowest ids as well.
 
 Nothing is pickled: :meth:`KNNIndex.save` writes the vectors as ``.npy`` (exact backends, whose
-structures are rebuilt at load) or faiss's own binary format (HNSW / IVF, so loading does not
-retrain), next to a JSON file with the parameters.
+structures are rebuilt at load) or faiss's own binary format (HNSW / IVF / IVF-PQ, so loading does
+not retrain), next to a JSON file with the parameters.
 
 A new backend is one module with a ``@register``-ed :class:`~fashionrec.knn.base.Backend`
 subclass, imported below. Importing this package imports neither scikit-learn nor faiss: each
 backend imports its library when it is first used.
 """
 
-from . import balltree, brute, faiss_flat, faiss_hnsw, faiss_ivf  # noqa: F401  (each registers its backend)
-from .base import backend_names
+from . import balltree, brute, faiss_flat, faiss_hnsw, faiss_ivf, faiss_ivfpq  # noqa: F401  (each registers its backend)
+from .base import TransformedRows, backend_names
 from .index import AUTO_EXACT_MAX_BYTES, KNN_FORMAT, KNNIndex
 
 BACKENDS = ("auto",) + backend_names()
 EXACT_BACKENDS = backend_names(exact_only=True)
+# re-rank from vectors they do not hold: an index directory memory-maps features.npy for them
+EXTERNAL_VECTOR_BACKENDS = backend_names(external_only=True)
 
-__all__ = ["AUTO_EXACT_MAX_BYTES", "BACKENDS", "EXACT_BACKENDS", "KNN_FORMAT", "KNNIndex"]
+__all__ = ["AUTO_EXACT_MAX_BYTES", "BACKENDS", "EXACT_BACKENDS", "EXTERNAL_VECTOR_BACKENDS", "KNN_FORMAT", "KNNIndex",
+           "TransformedRows"]

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from ..errors import UserError
-from .base import Backend, limit_blas_threads
+from .base import CHUNK_ROWS, Backend, limit_blas_threads, squared_norms
 
 FAISS_FILE = "index.faiss"
+_ASSIGN_BLOCK_BYTES = 256 << 20  # the (rows x cells) float32 block of the cell assignment
 
 
 def import_faiss():
@@ -44,6 +47,23 @@ def limit_faiss_threads(threads):
             yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def nearest_centroids(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of each row of ``X`` (int64), with numpy's BLAS, in blocks.
+
+    About 2x faiss's bundled BLAS on this machine; at 1M x 2048 and 1000 cells the assignment is
+    the bulk of an IVF build.
+    """
+    sq_norms = squared_norms(centroids)
+    block = max(1, min(CHUNK_ROWS, _ASSIGN_BLOCK_BYTES // (4 * len(centroids))))
+    cells = np.empty(len(X), np.int64)
+    for start in range(0, len(X), block):
+        scores = X[start:start + block] @ centroids.T
+        scores *= -2
+        scores += sq_norms  # |x - c|^2 - |x|^2
+        cells[start:start + block] = scores.argmin(axis=1)
+    return cells
 
 
 class FaissBackend(Backend):

@@ -6,6 +6,10 @@ hand the stored vectors to the façade for exact re-ranking. Everything else -- 
 checks, the ``auto`` rule, re-ranking, ties, ``exclude``, the ``knn.json`` description -- is
 the façade's (:mod:`fashionrec.knn.index`).
 
+A backend with ``external_vectors`` (``faiss-ivfpq``) holds only a compressed structure and a
+reference to the caller's vectors, which may be a memory-mapped ``.npy`` or
+:class:`TransformedRows` over one: it reads only the rows it re-ranks, never the whole array.
+
 Adding a backend is one new module with a ``@register`` class, imported once in
 ``fashionrec/knn/__init__.py``. A backend imports its library inside its methods, never at
 module level: listing the backends (``BACKENDS``) must not import scikit-learn or faiss.
@@ -20,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..artifacts import load_npy, save_npy
+from ..artifacts import atomic_path, load_npy, save_npy
 from ..errors import UserError
 
 VECTORS_FILE = "vectors.npy"
@@ -37,9 +41,10 @@ def register(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
-def backend_names(exact_only: bool = False) -> tuple[str, ...]:
+def backend_names(exact_only: bool = False, external_only: bool = False) -> tuple[str, ...]:
     """The registered backends' names, sorted (``"auto"`` is the façade's and not among them)."""
-    return tuple(sorted(name for name, cls in _REGISTRY.items() if cls.exact or not exact_only))
+    return tuple(sorted(name for name, cls in _REGISTRY.items()
+                        if (cls.exact or not exact_only) and (cls.external_vectors or not external_only)))
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -49,13 +54,21 @@ def backend_class(name: str) -> type[Backend]:
 # ---------------------------------------------------------------------------- helpers
 
 
-def check_int(name, value, minimum, allow_none=False):
+def check_int(name, value, minimum, allow_none=False, maximum=None):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         extra = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}; got {value!r}")
+        raise ValueError(f"{name} must be an integer {bounds}{extra}; got {value!r}")
     return int(value)
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    return bool(value)
 
 
 def as_matrix(name, X, dim=None) -> np.ndarray:
@@ -72,6 +85,67 @@ def as_matrix(name, X, dim=None) -> np.ndarray:
         if not np.isfinite(X[start:start + CHUNK_ROWS]).all():
             raise ValueError(f"{name} contains NaN or infinite values")
     return X
+
+
+class TransformedRows:
+    """The rows of an (n, D) array -- typically a memory-mapped ``features.npy`` -- passed through
+    ``transform`` (a function of a float32 block of rows) as they are read.
+
+    What a backend with ``external_vectors`` re-ranks from when the search vectors are a function
+    of stored ones (per-block L2 normalisation, block weights): the raw features stay on disk,
+    and only the candidates' rows are read and transformed, a few hundred per query. ``transform``
+    must work row by row (a row's result may not depend on the other rows read with it).
+    """
+
+    def __init__(self, raw, transform=None):
+        self.raw = raw
+        self.transform = transform
+        self.shape = tuple(raw.shape)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        """Rows (a slice or an array of ids), read, transformed, as C-contiguous float32 (m, D)."""
+        block = np.asarray(self.raw[rows], dtype=np.float32)
+        if block.ndim != 2:
+            raise IndexError("TransformedRows takes a slice or an array of row ids")
+        if self.transform is not None:
+            block = self.transform(block)
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def as_rows(name, X):
+    """``X`` (an array, a memory-mapped one, or :class:`TransformedRows`) checked, never copied.
+
+    For the backends with ``external_vectors``: they read rows in chunks, converting and checking
+    each (``as_matrix``) as they go, so an 8 GB memory-mapped catalog is never loaded whole.
+    """
+    if not isinstance(X, TransformedRows):
+        X = np.asarray(X)  # a memmap stays a view of the file
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise ValueError(f"{name} must be numeric; got dtype {X.dtype}")
+    if len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n, dim); got shape {X.shape}")
+    return X
+
+
+def read_rows(X, ids) -> np.ndarray:
+    """``X[ids]`` as float32, reading each distinct row once and in file order (memory-mapped ``X``)."""
+    unique, inverse = np.unique(ids, return_inverse=True)
+    return np.asarray(X[unique], dtype=np.float32)[inverse]
+
+
+def save_rows(path, X) -> None:
+    """Write ``X`` (any of ``as_rows``'s kinds) as a float32 ``.npy``, atomically, chunk by chunk."""
+    n, d = X.shape
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                 "fortran_order": False, "shape": (n, d)})
+        for start in range(0, n, CHUNK_ROWS):
+            f.write(np.ascontiguousarray(X[start:start + CHUNK_ROWS], dtype=np.float32).tobytes())
 
 
 def squared_norms(X: np.ndarray) -> np.ndarray:
@@ -120,12 +194,19 @@ class Backend:
     # float64 distances and widens the candidate list until no item left out can be as close.
     rounding: ClassVar[float] = 0.0
     params: ClassVar[tuple[str, ...]] = ()  # the KNNIndex parameters the constructor takes
+    # the ones that may change after ``fit`` (they only steer ``search``)
+    search_params: ClassVar[tuple[str, ...]] = ()
     data_file: ClassVar[str] = VECTORS_FILE  # what ``save`` writes (``knn.json``'s "data")
+    # True: the structure is compressed and ``rows`` reads the caller's array, kept by reference as
+    # ``self.X`` (e.g. memory-mapped); ``fit`` gets what ``as_rows`` accepts, ``save`` writes only
+    # the structure (the façade writes ``X`` beside it if asked) and ``load`` takes ``vectors=``.
+    external_vectors: ClassVar[bool] = False
 
     def __init__(self, **params):
         for name in self.params:
             setattr(self, name, params[name])
         self.sq_norm_max = 0.0  # exact backends: the largest |x|^2 (scale of their rounding)
+        self.progress = False  # show a progress bar while building (set by the façade)
 
     @classmethod
     def limit_threads(cls, threads):

@@ -17,6 +17,7 @@ class FaissHNSWBackend(SavedFaissBackend):
 
     name = "faiss-hnsw"
     params = ("hnsw_m", "ef_search", "ef_construction")
+    search_params = ("ef_search",)
     faiss_class = "IndexHNSWFlat"
 
     def fit(self, X):

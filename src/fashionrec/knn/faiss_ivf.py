@@ -25,6 +25,7 @@ class FaissIVFBackend(SavedFaissBackend):
 
     name = "faiss-ivf"
     params = ("nlist", "nprobe")
+    search_params = ("nprobe",)
     faiss_class = "IndexIVFFlat"
 
     def fit(self, X):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_dir, read_json, write_json
+from ..artifacts import atomic_dir, load_array, read_json, write_json
 from ..errors import UserError
-from .base import as_matrix, backend_class, backend_names, check_int
+from .base import VECTORS_FILE, as_matrix, as_rows, backend_class, backend_names, check_bool, check_int, save_rows
 
 # `auto` rule, from scripts/bench_knn.py (benchmarks/RESULTS.md) on 2 cores (AMD EPYC, 23-33 GB/s
 # measured, shared with other jobs), 2048-d synthetic post-ReLU-like features:
@@ -33,9 +33,12 @@ AUTO_EXACT_MAX_BYTES = 1 << 30
 
 KNN_FORMAT = 1
 _PARAMS_FILE = "knn.json"
-# the float64 (pairs x dim) difference block of the re-ranking: cache-sized, 4 MiB re-ranks 40k
-# pairs at 2048-d in ~0.19 s on 2 cores, 64 MiB blocks in ~0.6-0.9 s (fresh pages, cache misses)
-_RERANK_BYTES = 4 << 20
+# the float64 (pairs x dim) difference block of the re-ranking: 1 MiB (64 rows at 2048-d) stays in
+# cache. The rows are converted to float64 first and the float64 queries subtracted in place: one
+# query's 500 candidates at 2048-d take 1.4 ms on 2 busy cores, where np.subtract(rows, q,
+# dtype=float64) on the float32 arrays (ufunc casting) in 4 MiB blocks took 18 ms; 40k pairs of 64
+# queries: 0.4 s against 0.5-0.6 s. Larger blocks are slower still (fresh pages, cache misses).
+_RERANK_BYTES = 1 << 20
 
 
 class KNNIndex:
@@ -50,29 +53,51 @@ class KNNIndex:
     hnsw_m : HNSW graph degree (``M``).
     ef_search : HNSW search breadth (raised to k when smaller).
     ef_construction : HNSW build breadth.
-    nlist : IVF cells; None: ``sqrt(n)``, at most ``n // 39`` (faiss's minimum points per cell).
+    nlist : IVF cells (faiss-ivf, faiss-ivfpq); None: ``sqrt(n)``, at most ``n // 39`` (faiss's
+        minimum points per cell).
     nprobe : IVF cells scanned per query.
+    pq_m : faiss-ivfpq: bytes per code (sub-vectors; must divide the dimension); None: the largest
+        divisor of the dimension up to 64.
+    pq_bits : faiss-ivfpq: bits per sub-vector code (1-16; lowered for tiny catalogs).
+    opq : faiss-ivfpq: rotate the vectors (OPQ, trained) before quantising them.
+    train_size : faiss-ivfpq: rows sampled to train the cells and codebooks.
+    rerank_factor : faiss-ivfpq: ``rerank_factor * k`` candidates re-ranked by exact distance.
     threads : threads for faiss and BLAS while this index works; None: the libraries' defaults.
         (BallTree queries are single-threaded.)
 
     ``fit`` keeps a reference to ``X`` when it already is C-contiguous float32 (no copy: a
-    catalog of 1M x 2048 is 8 GB); do not modify it afterwards. The faiss backends copy it.
+    catalog of 1M x 2048 is 8 GB); do not modify it afterwards. The faiss backends copy it, except
+    ``faiss-ivfpq`` (``external_vectors``): it holds compressed codes and reads the caller's array --
+    which may be memory-mapped, or :class:`~fashionrec.knn.base.TransformedRows` over one -- row by
+    row, to encode it and to re-rank.
     """
 
     def __init__(self, backend="auto", *, leaf_size=40, hnsw_m=32, ef_search=128, ef_construction=200,
-                 nlist=None, nprobe=16, threads=None):
+                 nlist=None, nprobe=16, pq_m=None, pq_bits=8, opq=False, train_size=65536, rerank_factor=100,
+                 threads=None):
         names = ("auto",) + backend_names()
         if backend not in names:
             raise ValueError(f"backend must be one of {', '.join(map(repr, names))}; got {backend!r}")
         self.backend = backend
-        self.leaf_size = check_int("leaf_size", leaf_size, 1)
-        self.hnsw_m = check_int("hnsw_m", hnsw_m, 2)
-        self.ef_search = check_int("ef_search", ef_search, 1)
-        self.ef_construction = check_int("ef_construction", ef_construction, 1)
-        self.nlist = check_int("nlist", nlist, 1, allow_none=True)
-        self.nprobe = check_int("nprobe", nprobe, 1)
-        self.threads = check_int("threads", threads, 1, allow_none=True)
+        for name, value in (("leaf_size", leaf_size), ("hnsw_m", hnsw_m), ("ef_search", ef_search),
+                            ("ef_construction", ef_construction), ("nlist", nlist), ("nprobe", nprobe),
+                            ("pq_m", pq_m), ("pq_bits", pq_bits), ("opq", opq), ("train_size", train_size),
+                            ("rerank_factor", rerank_factor), ("threads", threads)):
+            setattr(self, name, self._checked(name, value))
         self._reset()
+
+    # name -> (minimum, None allowed, maximum); opq is the one boolean
+    _INT_PARAMS = {"leaf_size": (1, False, None), "hnsw_m": (2, False, None), "ef_search": (1, False, None),
+                   "ef_construction": (1, False, None), "nlist": (1, True, None), "nprobe": (1, False, None),
+                   "pq_m": (1, True, None), "pq_bits": (1, False, 16), "train_size": (1, False, None),
+                   "rerank_factor": (1, False, None), "threads": (1, True, None)}
+
+    @classmethod
+    def _checked(cls, name, value):
+        if name == "opq":
+            return check_bool(name, value)
+        minimum, allow_none, maximum = cls._INT_PARAMS[name]
+        return check_int(name, value, minimum, allow_none=allow_none, maximum=maximum)
 
     def _reset(self):
         self.backend_ = None  # the backend in use once fitted ("auto" resolved)
@@ -82,7 +107,8 @@ class KNNIndex:
 
     # ------------------------------------------------------------------ parameters
 
-    _PARAM_NAMES = ("backend", "leaf_size", "hnsw_m", "ef_search", "ef_construction", "nlist", "nprobe", "threads")
+    _PARAM_NAMES = ("backend", "leaf_size", "hnsw_m", "ef_search", "ef_construction", "nlist", "nprobe", "pq_m",
+                    "pq_bits", "opq", "train_size", "rerank_factor", "threads")
 
     def get_params(self) -> dict:
         """The constructor parameters, JSON-serialisable.
@@ -95,6 +121,22 @@ class KNNIndex:
             params["backend"] = self.backend_
             params.update(self._backend.fitted_params())
         return params
+
+    def set_params(self, **params) -> KNNIndex:
+        """Change parameters, checked as by the constructor. Once fitted, only ``threads`` and the
+        backend's search-time ones (``nprobe``, ``ef_search``, ``rerank_factor``) may change."""
+        for name, value in params.items():
+            if name not in self._PARAM_NAMES or name == "backend":
+                raise ValueError(f"set_params: unknown parameter {name!r}; known: {', '.join(self._PARAM_NAMES[1:])}")
+            value = self._checked(name, value)
+            if self.is_fitted and name != "threads":
+                backend_type = type(self._backend)
+                if name in backend_type.params and name not in backend_type.search_params:
+                    raise ValueError(f"{name} shapes the {self.backend_} structure: it cannot change after fit")
+                if name in backend_type.params:
+                    setattr(self._backend, name, value)
+            setattr(self, name, value)
+        return self
 
     @classmethod
     def from_params(cls, params: dict, X: np.ndarray) -> KNNIndex:
@@ -135,8 +177,15 @@ class KNNIndex:
         return self._backend.exact
 
     @property
+    def external_vectors(self) -> bool:
+        """Whether the vectors stay with the caller (``faiss-ivfpq``): ``nbytes`` leaves them out."""
+        self._check_fitted()
+        return self._backend.external_vectors
+
+    @property
     def nbytes(self) -> int:
-        """Memory held by the search structure (vectors included), in bytes."""
+        """Memory held by the search structure, in bytes: vectors included, except for a backend with
+        ``external_vectors`` (the caller's array, e.g. memory-mapped, is not counted)."""
         self._check_fitted()
         return int(self._backend.nbytes)
 
@@ -161,13 +210,15 @@ class KNNIndex:
     def _backend_params(self, backend_type) -> dict:
         return {p: getattr(self, p) for p in backend_type.params}
 
-    def fit(self, X) -> KNNIndex:
-        """Index the rows of ``X`` (n, dim); row i gets id i."""
-        X = as_matrix("X", X)
+    def fit(self, X, progress: bool = False) -> KNNIndex:
+        """Index the rows of ``X`` (n, dim); row i gets id i. ``progress``: a bar for long builds."""
+        external = self.backend != "auto" and backend_class(self.backend).external_vectors
+        X = as_rows("X", X) if external else as_matrix("X", X)
         self._reset()
         n, d = X.shape
         backend_type = backend_class(self._resolve_backend(n, d))
         backend = backend_type(**self._backend_params(backend_type))
+        backend.progress = progress
         with backend.limit_threads(self.threads):
             backend.fit(X)
         self._backend, self.backend_, self._n, self._dim = backend, backend.name, n, d
@@ -177,7 +228,8 @@ class KNNIndex:
         """Append rows; existing items keep ids 0..n-1, the new ones get n, n+1, ... (returned).
 
         BallTree and brute rebuild from the concatenated vectors; the faiss backends add in place
-        (IVF assigns the new rows to its existing cells: no retraining).
+        (IVF assigns the new rows to its existing cells: no retraining). ``faiss-ivfpq`` encodes the
+        new rows with its trained quantisers and holds the old and new vectors in memory from then on.
         """
         self._check_fitted()
         X = as_matrix("X", X, dim=self._dim)
@@ -264,31 +316,44 @@ class KNNIndex:
         return np.take_along_axis(sq, order, 1), np.take_along_axis(cand, order, 1).astype(np.int64)
 
     def _exact_sq_dist(self, Q, rows, ids):
-        """|Q[rows[i]] - x_ids[i]|^2 for pairs, accumulated in float64 from the float32 vectors."""
+        """|Q[rows[i]] - x_ids[i]|^2 for pairs, in float64 from the float32 vectors (exact differences)."""
         out = np.empty(len(ids))
+        queries = Q.astype(np.float64)
         step = max(1, _RERANK_BYTES // (8 * self._dim))
         for start in range(0, len(ids), step):
-            diff = np.subtract(self._backend.rows(ids[start:start + step]), Q[rows[start:start + step]],
-                               dtype=np.float64)
+            diff = self._backend.rows(ids[start:start + step]).astype(np.float64)
+            diff -= queries[rows[start:start + step]]
             out[start:start + step] = np.einsum("ij,ij->i", diff, diff)
         return out
 
     # ------------------------------------------------------------------ save / load
 
-    def save(self, directory) -> Path:
+    def save(self, directory, with_vectors: bool = True) -> Path:
         """Write ``directory`` (atomically): ``knn.json`` and ``vectors.npy`` (exact backends, their
-        structure rebuilt at load) or ``index.faiss`` (HNSW / IVF: faiss's format, no retraining)."""
+        structure rebuilt at load) or ``index.faiss`` (HNSW / IVF / IVF-PQ: faiss's format, no
+        retraining). A backend with ``external_vectors`` writes its vectors too (``vectors.npy``,
+        chunk by chunk) unless ``with_vectors`` is False: then :meth:`load` must be handed them,
+        as :class:`~fashionrec.index.CatalogIndex` does from its ``features.npy``."""
         self._check_fitted()
         directory = Path(directory)
         meta = {"format": KNN_FORMAT, "params": self.get_params(), "n_items": self._n, "dim": self._dim}
         with atomic_dir(directory) as tmp:
             meta["data"] = self._backend.save(tmp)
+            if self._backend.external_vectors:
+                meta["vectors"] = VECTORS_FILE if with_vectors else None
+                if with_vectors:
+                    save_rows(tmp / VECTORS_FILE, self._backend.X)
             write_json(tmp / _PARAMS_FILE, meta)
         return directory
 
     @classmethod
-    def load(cls, directory) -> KNNIndex:
-        """Read an index written by :meth:`save`. Nothing is unpickled."""
+    def load(cls, directory, vectors=None) -> KNNIndex:
+        """Read an index written by :meth:`save`. Nothing is unpickled.
+
+        ``vectors``: for a backend with ``external_vectors``, the (n_items, dim) rows to re-rank
+        from (an array, a memory-mapped one or ``TransformedRows``), kept by reference; None: the
+        directory's ``vectors.npy``, memory-mapped. Other backends ignore it.
+        """
         directory = Path(directory)
         meta_path = directory / _PARAMS_FILE
         if not meta_path.is_file():
@@ -309,7 +374,23 @@ class KNNIndex:
         if data != backend_type.data_file:
             raise UserError(f"{meta_path}: data {data!r}, but backend {backend_type.name} saves "
                             f"{backend_type.data_file!r}")
+        extra = {}
+        if backend_type.external_vectors:
+            extra["vectors"] = cls._external_vectors(directory, meta_path, meta, vectors, n, dim)
         with backend_type.limit_threads(self.threads):
-            backend = backend_type.load(directory / data, n, dim, self._backend_params(backend_type))
+            backend = backend_type.load(directory / data, n, dim, self._backend_params(backend_type), **extra)
         self._backend, self.backend_, self._n, self._dim = backend, backend.name, n, dim
         return self
+
+    @staticmethod
+    def _external_vectors(directory, meta_path, meta, vectors, n, dim):
+        if vectors is not None:
+            vectors = as_rows("vectors", vectors)
+            if tuple(vectors.shape) != (n, dim):
+                raise UserError(f"{meta_path}: {n} x {dim} items, but the vectors given are {tuple(vectors.shape)}")
+            return vectors
+        if meta.get("vectors") != VECTORS_FILE:
+            raise UserError(f"{meta_path}: saved without its vectors (they are the index's features.npy); "
+                            f"load it with its index directory")
+        # memory-mapped, not checked for NaN here: that would read the whole file at every load
+        return load_array(directory / VECTORS_FILE, dtype=np.float32, shape=(n, dim), mmap=True, what="vectors")
