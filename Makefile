@@ -15,11 +15,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(VENV)/.installed
 	$(BIN)/fashionrec demo --out demo
 
-# ruff, the whole suite in the full environment, then every test but the mxnet ones on numpy 2.
+# ruff, the whole suite in the full environment, then every test but the mxnet ones on numpy 2
+# (the benchmark scripts' smoke tests, ~4 min, run once: they time the machine, not numpy).
 test: $(VENV)/.installed-dev $(VENV_NP2)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --timeout=1800
-	$(BIN_NP2)/python -m pytest -q --timeout=1800 -m "not mxnet"
+	$(BIN_NP2)/python -m pytest -q --timeout=1800 -m "not mxnet" --ignore=tests/test_benchmarks.py
 
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow"

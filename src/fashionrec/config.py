@@ -74,6 +74,14 @@ class TrainConfig:
     workers: int = 1  # decoding worker processes; 0 decodes in the main process
     device: Literal["auto", "cpu", "cuda"] = "auto"
     limit_train_batches: int | None = None  # cap batches per epoch (quick runs, benchmarks)
+    # The small-data recipe's knobs (configs/small-data/); the defaults are the paper's settings.
+    label_smoothing: float = 0.0  # targets (1 - e) one-hot + e / classes (Szegedy et al. 2016)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr down to 0 at max_epochs, every step
+    warmup_epochs: float = 0.0  # linear warm-up to lr over these (fractional) epochs, every step
+
+    def __post_init__(self):
+        self.label_smoothing = _check_number("label_smoothing", self.label_smoothing, 0.0, 0.99)
+        self.warmup_epochs = _check_number("warmup_epochs", self.warmup_epochs, 0.0, math.inf)
 
 
 FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
@@ -102,6 +110,10 @@ class AugmentConfig:
         flip: axis of the random flip: "vertical" (top-bottom), "horizontal" (left-right)
             or "none".
         flip_prob: probability of flipping.
+        crop_scale: (lo, hi) share of the image's area a random resized crop keeps (Szegedy et
+            al. 2015's "Inception crop", torchvision's RandomResizedCrop); (1, 1), the default
+            and the paper's setting, crops nothing.
+        crop_ratio: (lo, hi) range of the crop's width/height ratio (drawn log-uniformly).
         enabled: False turns the whole augmentation off.
     """
 
@@ -111,6 +123,8 @@ class AugmentConfig:
     aspect_ratio: tuple[float, float] = (0.875, 1.125)
     flip: str = "vertical"
     flip_prob: float = 0.5
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
     enabled: bool = True
 
     def __post_init__(self):
@@ -126,6 +140,14 @@ class AugmentConfig:
         if not 0 < lo <= hi:
             raise ValueError(f"aspect_ratio must satisfy 0 < lo <= hi; got {list(ar)!r}")
         set_(self, "aspect_ratio", (lo, hi))
+        for name, top in (("crop_scale", 1.0), ("crop_ratio", math.inf)):
+            pair = getattr(self, name)
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"{name} must be a pair [lo, hi]; got {pair!r}")
+            lo, hi = (_check_number(name, v, 0.0, top) for v in pair)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < lo <= hi{' <= 1' if top == 1 else ''}; got {list(pair)!r}")
+            set_(self, name, (lo, hi))
         if self.flip not in FLIP_AXES:
             raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {self.flip!r}")
         if not isinstance(self.enabled, bool):
@@ -136,6 +158,13 @@ class AugmentConfig:
 class OutputConfig:
     dir: str = "runs"
     name: str | None = None  # default: <arch>-<task>
+
+
+@dataclass
+class LogConfig:
+    """What a training stage writes besides history.jsonl and history.png."""
+
+    tensorboard: bool = False  # epoch scalars under <run>/tensorboard (pip install fashionrec[tensorboard])
 
 
 @dataclass
@@ -150,6 +179,7 @@ class StageConfig:
     engine: Literal[ENGINE_NAMES] = "torch"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))
     output: OutputConfig = field(default_factory=OutputConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     init: str | None = None  # run to start from (its head replaced), e.g. an imported ImageNet checkpoint; --init wins
 
     def __post_init__(self):

@@ -20,6 +20,7 @@ from .knn import KNNIndex
 __all__ = [
     "softmax", "cross_entropy", "accuracy", "top_k_accuracy", "confusion_matrix", "per_class_accuracy",
     "classification_report", "combine_labels", "retrieval_metrics", "leave_one_out", "l2_normalize",
+    "weight_blocks",
 ]
 
 
@@ -280,6 +281,26 @@ def l2_normalize(x, blocks: Sequence[tuple[int, int]] | None = None, eps: float 
         part = out[:, start:stop]
         norms = np.sqrt(np.einsum("ij,ij->i", part, part, dtype=np.float64))
         part /= np.maximum(norms, eps)[:, None].astype(out.dtype)
+    return out
+
+
+def weight_blocks(x, blocks: Sequence[tuple[int, int]], weights: Sequence[float]) -> np.ndarray:
+    """Scale each column block by the square root of its weight, so that the squared Euclidean
+    distance is the weighted sum of the blocks' squared distances (weight 2: that block counts
+    twice). Returns a new float array (float32 input stays float32)."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected an (n, D) array, got shape {x.shape}")
+    if len(weights) != len(blocks):
+        raise ValueError(f"weights: expected one per block ({len(blocks)}), got {len(weights)}")
+    out = x.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64, copy=True)
+    for (start, stop), w in zip(blocks, weights):
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating)) or not np.isfinite(w) or w <= 0:
+            raise ValueError(f"weights: expected positive numbers, got {w!r}")
+        if not 0 <= int(start) < int(stop) <= x.shape[1]:
+            raise ValueError(f"blocks: ({start}, {stop}) is not a column range within [0, {x.shape[1]}]")
+        if w != 1:
+            out[:, int(start):int(stop)] *= out.dtype.type(np.sqrt(w))
     return out
 
 

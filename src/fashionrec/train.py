@@ -32,6 +32,7 @@ from .engines.registry import weights_file
 from .errors import TrainingInterrupted, UserError
 from .evaluate import predict_loader
 from .runs import RUN_KIND, load_classifier, normalization_record, sha256_file, write_model_json
+from .scalars import ScalarLog
 
 
 @contextmanager
@@ -153,6 +154,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
         "num_features": clf.num_features, "weights": checkpoint.weights, "top_k": t.top_k,
         "init": checkpoint.meta.get("init"), "device": clf.device,
     }
+    scalars = ScalarLog(run_dir, cfg.log.tensorboard, title=f"{cfg.stage} {cfg.model.arch} {cfg.task}")
     train_loader, val_loader = make_loaders(cfg, manifest)
     log(f"{cfg.stage} {cfg.model.arch} on {cfg.task}: {len(manifest.classes)} classes, "
         f"{len(train_loader.images)} train / {len(val_loader.images)} val images, "
@@ -165,6 +167,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
                 row = _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress)
                 is_best = checkpoint.update(clf, row)
                 saved["epoch"] = True
+                scalars.write(row)
                 _write_results(run_dir, info, checkpoint, f"{cfg.stage} {cfg.model.arch} {cfg.task}")
                 log(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
                     f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
@@ -174,6 +177,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
     finally:
         train_loader.close()
         val_loader.close()
+        scalars.close()
     bad = {**train_loader.bad, **val_loader.bad}
     if bad:
         write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))

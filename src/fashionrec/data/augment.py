@@ -12,6 +12,11 @@ what was drawn::
     aug = Augmenter(AugmentConfig(rotation=8.0))
     out = aug(img, np.random.default_rng([seed, epoch, index]))
 
+For small data (``configs/small-data/``) a random resized crop can come first: a box of
+``crop_scale`` of the area and ``crop_ratio`` width/height, anywhere in the image, stretched back
+to the input size. Its draws come after the paper's, so they leave those unchanged; it is off by
+default (``crop_scale`` (1, 1)).
+
 Geometry (rotation about the centre, horizontal shear, area-preserving aspect change) is one
 bilinear affine warp to the input size; the area it uncovers repeats the nearest edge pixel
 rather than going black, since garments sit on photographed backgrounds. Colour is shifted in
@@ -46,8 +51,10 @@ class Augmenter:
 
         Returns a dict with ``angle`` (degrees, counter-clockwise), ``shear``, ``aspect``
         (width/height stretch), ``hsl`` (hue, saturation, lightness shifts in 0-255 units)
-        and ``flip`` (the axis flipped, or "none"). Every draw is made even when its range is
-        empty, so changing one range does not change the others' values for the same seed.
+        and ``flip`` (the axis flipped, or "none"), and with a random resized crop ``crop``, the
+        box ``(left, top, right, bottom)`` as fractions of the image. Every draw is made even when
+        its range is empty, so changing one range does not change the others' values for the same
+        seed (the crop's draws come last, and only when it is on).
         """
         c = self.config
         if not c.enabled:
@@ -57,18 +64,26 @@ class Augmenter:
         aspect = rng.uniform(*c.aspect_ratio)
         hsl = rng.uniform(-c.hsl_shift, c.hsl_shift, size=3)
         flipped = rng.random() < c.flip_prob
-        return {
+        params = {
             "angle": float(angle),
             "shear": float(shear),
             "aspect": float(aspect),
             "hsl": tuple(float(v) for v in hsl),
             "flip": c.flip if flipped else "none",
         }
+        if c.crop_scale != (1.0, 1.0):
+            params["crop"] = crop_box(rng.uniform(*c.crop_scale), math.exp(rng.uniform(*np.log(c.crop_ratio))),
+                                      rng.random(), rng.random())
+        return params
 
     def apply(self, img: Image.Image, params: dict) -> Image.Image:
         """Apply ``params`` (from :meth:`sample_params`) to an RGB image; same size, RGB."""
         if img.mode != "RGB":
             raise ValueError(f"img must be an RGB image; got mode {img.mode!r}")
+        if params.get("crop") is not None:
+            w, h = img.size
+            left, top, right, bottom = params["crop"]
+            img = img.resize((w, h), Image.Resampling.BILINEAR, box=(left * w, top * h, right * w, bottom * h))
         img = warp(img, params["angle"], params["shear"], params["aspect"])
         flip = params["flip"]
         if flip == "vertical":
@@ -81,6 +96,14 @@ class Augmenter:
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         return self.apply(img, self.sample_params(rng))
+
+
+def crop_box(area: float, ratio: float, x: float, y: float) -> tuple[float, float, float, float]:
+    """The box (fractions of the image) of a crop of ``area`` (share of the image) and width/height
+    ``ratio``, placed at ``x``, ``y`` in [0, 1] of the room left; sides longer than the image are cut to it."""
+    width, height = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
+    left, top = x * (1 - width), y * (1 - height)
+    return (left, top, left + width, top + height)
 
 
 def warp(img: Image.Image, angle: float = 0.0, shear: float = 0.0, aspect: float = 1.0) -> Image.Image:

@@ -91,13 +91,20 @@ def _unknown_labels_message(source, unknown: dict, classes) -> str:
 
 def read_labels_csv(csv_path, task: str = "", classes=None, val_fraction: float = 0.2,
                     seed: int = 0, label_column: str = "label", skip_missing: bool = False) -> Manifest:
-    """A ``path,label[,split]`` CSV -> Manifest."""
+    """A ``path,label[,split]`` CSV -> Manifest; ``label_column`` names the column holding the labels.
+
+    The classes are ``classes``, else the paper's list for ``category`` and ``texture``, else the
+    column's distinct values, sorted (a ``color`` or ``gender`` column needs no list).
+    """
     csv_path = Path(csv_path)
-    classes = _resolve_classes(classes, task)
-    index = {c: i for i, c in enumerate(classes)}
     header, rows = read_csv_rows(csv_path)
     if label_column not in header:
-        raise DataError(f"{csv_path}:1: header must have a '{label_column}' column; got {','.join(header)}")
+        raise DataError(f"{csv_path}:1: header must have a '{label_column}' column (data.label_column); "
+                        f"got {','.join(header)}")
+    if classes is None and task not in DEFAULT_CLASSES:
+        classes = sorted({row[label_column] for _, row in rows if row[label_column]})
+    classes = _resolve_classes(classes, task)
+    index = {c: i for i, c in enumerate(classes)}
     has_split = "split" in header
     unknown = {}  # label -> first line, in the order met
     for ln, row in rows:

@@ -12,6 +12,10 @@ Two manifests come out of it, as in Tuinhof et al. (2018):
   made it single-label by sampling one positive texture attribute per image (seeded here).
   Images with no positive texture attribute are left out.
 
+The other attribute types of ``list_attr_cloth.txt`` are tasks the same way (fabric 2, shape 3,
+part 4, style 5: one positive attribute of the type sampled per image), so any of them can
+train a feature extractor of its own.
+
 Splits come from ``Eval/list_eval_partition.txt`` (train / val / test). An image listed twice
 in one file is read once, or is an error naming both lines when the two rows disagree.
 """
@@ -30,7 +34,10 @@ CATEGORY_IMG = "Anno/list_category_img.txt"
 ATTR_CLOTH = "Anno/list_attr_cloth.txt"
 ATTR_IMG = "Anno/list_attr_img.txt"
 PARTITION = "Eval/list_eval_partition.txt"
-TEXTURE_TYPE = 1
+# list_attr_cloth.txt's attribute types, each a task: one positive attribute of the type per image
+ATTRIBUTE_TYPES = {"texture": 1, "fabric": 2, "shape": 3, "part": 4, "style": 5}
+TEXTURE_TYPE = ATTRIBUTE_TYPES["texture"]
+TASKS = ("category", *ATTRIBUTE_TYPES)  # what a DeepFashion tree can train
 
 
 def read_table(path: Path, n_values: int = 1):
@@ -147,38 +154,45 @@ def read_category(root, skip_missing: bool = False) -> Manifest:
 
 def read_texture(root, seed: int = 0, skip_missing: bool = False) -> Manifest:
     """The texture manifest: one positive texture attribute per image, sampled with ``seed``."""
+    return read_attribute(root, "texture", seed, skip_missing)
+
+
+def read_attribute(root, task: str, seed: int = 0, skip_missing: bool = False) -> Manifest:
+    """The manifest of an attribute type (``texture``, ``fabric``, ``shape``, ``part``, ``style``):
+    one positive attribute of that type per image, sampled with ``seed``."""
     root = Path(root)
+    attr_type = ATTRIBUTE_TYPES[task]
     attributes = read_names(root / ATTR_CLOTH)
-    texture_cols = [i for i, (_, t) in enumerate(attributes) if t == TEXTURE_TYPE]
-    if not texture_cols:
-        raise DataError(f"{root / ATTR_CLOTH}: no attribute of type {TEXTURE_TYPE} (texture)")
-    texture_names = [attributes[i][0] for i in texture_cols]
+    type_cols = [i for i, (_, t) in enumerate(attributes) if t == attr_type]
+    if not type_cols:
+        raise DataError(f"{root / ATTR_CLOTH}: no attribute of type {attr_type} ({task})")
+    type_names = [attributes[i][0] for i in type_cols]
     path = root / ATTR_IMG
-    rows = []  # (lineno, name, positive texture columns)
+    rows = []  # (lineno, name, positive columns of the type)
     for ln, name, values in read_table(path, n_values=len(attributes)):
         if " " in name.strip():
             raise DataError(f"{path}:{ln}: expected {len(attributes)} attribute values after the image name")
         try:
-            row = np.array(values, dtype=np.int64)[texture_cols]
+            row = np.array(values, dtype=np.int64)[type_cols]
         except ValueError:
             raise DataError(f"{path}:{ln}: attribute values must be 1, -1 or 0") from None
         if not np.isin(row, (-1, 0, 1)).all():
             raise DataError(f"{path}:{ln}: attribute values must be 1, -1 or 0")
         positive = np.flatnonzero(row == 1)  # 0 means unknown: not positive
         rows.append((ln, check_relative_path(name, path, ln), positive))
-    # compared on what is read from them (the positive texture attributes), named in the message
+    # compared on what is read from them (the positive attributes of the type), named in the message
     keep = drop_repeated_paths(path, [ln for ln, _, _ in rows], [n for _, n, _ in rows],
-                               [{"texture attributes": ", ".join(texture_names[c] for c in pos) or "none"}
+                               [{f"{task} attributes": ", ".join(type_names[c] for c in pos) or "none"}
                                 for _, _, pos in rows])
     rng = np.random.default_rng(seed)
     names, labels, skipped = [], [], []
     for _, name, positive in (rows[i] for i in keep):
         if len(positive) == 0:
-            skipped.append((name, "no texture attribute"))
+            skipped.append((name, f"no {task} attribute"))
             continue
         names.append(name)
         labels.append(int(positive[rng.integers(len(positive))]) if len(positive) > 1 else int(positive[0]))
-    m = _finish(root, names, labels, texture_names, read_partition(root), "texture", path,
+    m = _finish(root, names, labels, type_names, read_partition(root), task, path,
                 skip_missing, root / PARTITION)
     m.skipped = skipped + m.skipped
     return m
@@ -190,6 +204,7 @@ def read_deepfashion(root, task: str, seed: int = 0, skip_missing: bool = False)
         raise DataError(f"{root}: DeepFashion root folder not found")
     if task == "category":
         return read_category(root, skip_missing)
-    if task == "texture":
-        return read_texture(root, seed, skip_missing)
-    raise ValueError(f"task must be 'category' or 'texture'; got {task!r}")
+    if task in ATTRIBUTE_TYPES:
+        return read_attribute(root, task, seed, skip_missing)
+    raise DataError(f"task: a DeepFashion tree has the tasks {', '.join(TASKS)}; got {task!r} "
+                    f"(other labels come from a CSV: data.format csv with data.label_column)")

@@ -13,7 +13,7 @@ def load_manifest(data: DataConfig, task: str) -> Manifest:
         return read_deepfashion(data.root, task, seed=data.label_seed, skip_missing=data.skip_missing)
     if data.format == "csv":
         return read_labels_csv(data.root, task, data.classes, data.val_fraction, data.split_seed,
-                               skip_missing=data.skip_missing)
+                               label_column=data.label_column, skip_missing=data.skip_missing)
     if data.format == "folder":
         return read_class_folders(data.root, task, data.classes, data.val_fraction, data.split_seed)
     if data.format == "manifest":

@@ -38,7 +38,12 @@ class Classifier(Protocol):
     def set_seed(self, seed: int) -> None:
         """Seed the engine's own randomness (dropout), called at the start of every epoch."""
 
-    def configure_optimizer(self, name: str, lr: float, weight_decay: float, momentum: float) -> None: ...
+    def configure_optimizer(self, name: str, lr: float, weight_decay: float, momentum: float,
+                            label_smoothing: float = 0.0) -> None:
+        """The optimiser, and the training loss's label smoothing (0: plain cross-entropy)."""
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (a schedule calls it every step)."""
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """One optimisation step on uint8 images (N, H, W, 3); returns (mean loss, logits)."""

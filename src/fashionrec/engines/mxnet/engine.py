@@ -75,6 +75,8 @@ class MXNetClassifier:
         self.trainer = None
         self._optim = None
         self._loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+        self._dense_loss = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+        self.label_smoothing = 0.0
 
     def _init_params(self):
         mx = _mx()
@@ -93,8 +95,10 @@ class MXNetClassifier:
     def set_seed(self, seed: int) -> None:
         _mx().random.seed(int(seed) % (2**31))
 
-    def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
+    def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                            label_smoothing: float = 0.0):
         mx = _mx()
+        self.label_smoothing = float(label_smoothing)
         if name == "sgd":
             params = {"learning_rate": lr, "momentum": momentum, "wd": weight_decay}
         elif name == "adam":
@@ -103,6 +107,9 @@ class MXNetClassifier:
             raise ValueError(f"optimizer must be sgd or adam; got {name!r}")
         self._optim = (name, params)
         self.trainer = mx.gluon.Trainer(self.net.collect_params(), name, params, kvstore=None)
+
+    def set_lr(self, lr: float) -> None:
+        self.trainer.set_learning_rate(lr)
 
     def _nd(self, x, dtype="float32"):
         return _mx().nd.array(np.asarray(x), ctx=self.ctx, dtype=dtype)
@@ -118,9 +125,12 @@ class MXNetClassifier:
             raise RuntimeError("call configure_optimizer() before train_step()")
         mx = _mx()
         xb, yb = self._images(x), self._nd(y, "float32")
+        if self.label_smoothing:  # dense targets (1 - e) one-hot + e / classes, as torch's label_smoothing
+            e, k = self.label_smoothing, self.num_classes
+            yb = mx.nd.one_hot(yb, k) * (1 - e) + e / k
         with mx.autograd.record(train_mode=True):
             logits = self.net(xb)
-            loss = self._loss(logits, yb)
+            loss = (self._dense_loss if self.label_smoothing else self._loss)(logits, yb)
         loss.backward()
         self.trainer.step(len(y))  # gradients are divided by the batch size: a mean loss
         return float(loss.mean().asscalar()), logits.asnumpy()

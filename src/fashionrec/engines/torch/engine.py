@@ -72,6 +72,7 @@ class TorchClassifier:
         if self.cuda:
             self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = None
+        self.label_smoothing = 0.0
         self._inference_model = None  # built on first use, dropped whenever the weights change
         self.precision = "fp32"  # of inference; training runs bf16 autocast on CUDA
 
@@ -88,7 +89,9 @@ class TorchClassifier:
     def set_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
-    def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
+    def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                            label_smoothing: float = 0.0):
+        self.label_smoothing = float(label_smoothing)
         params = self.model.parameters()
         if name == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -96,6 +99,10 @@ class TorchClassifier:
             self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         else:
             raise ValueError(f"optimizer must be sgd or adam; got {name!r}")
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _images(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the device, channels_last in memory."""
@@ -124,7 +131,7 @@ class TorchClassifier:
             xt = xt.contiguous()  # the CPU trains in the model's own NCHW layout
         with self._autocast():
             logits = self.model(xt)
-            loss = F.cross_entropy(logits.float(), yt)
+            loss = F.cross_entropy(logits.float(), yt, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
