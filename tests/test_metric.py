@@ -332,3 +332,12 @@ def test_a_shop_csv_trains_too(synth_root, tmp_path):
     assert 0 <= history["val_recall@1"] <= 1
     splits = {line.split(",")[2] for line in (run / "manifest.csv").read_text().splitlines()[2:]}
     assert splits == {"train", "val", "query", "gallery"}
+
+
+def test_embedder_keeps_an_imported_backbones_input_convention():
+    from fashionrec.data.images import normalization_kwargs
+    from fashionrec.metric.model import Embedder
+
+    norm = {"mean": [104 / 255, 117 / 255, 128 / 255], "std": [1 / 255] * 3, "channels": "bgr", "scale": 255.0}
+    model = Embedder("bninception", 8, 32, device="cpu", **normalization_kwargs(norm))
+    assert (model.channels, model.scale) == ("bgr", 255.0)

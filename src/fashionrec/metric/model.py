@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..artifacts import atomic_path
-from ..data.images import IMAGENET_MEAN, IMAGENET_STD
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
 from ..engines.factory import get_builder
 from ..engines.torch.engine import TorchClassifier
 from ..errors import ConfigError, UserError
@@ -94,8 +94,9 @@ class Embedder(TorchClassifier):
     kind = KIND
 
     def __init__(self, arch: str, embedding_dim: int = 512, input_size: int = 224, device: str = "auto",
-                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        super().__init__(arch, 1, device=device, seed=seed, mean=mean, std=std,
+                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD, channels: str = "rgb", scale: float = 1.0):
+        # channels/scale: an imported Caffe-lineage backbone wants BGR in 0-255 (model.json records it)
+        super().__init__(arch, 1, device=device, seed=seed, mean=mean, std=std, channels=channels, scale=scale,
                          build_network=get_builder(self.engine, arch))  # self.model: the backbone
         self.model = EmbeddingNet(self.model.cpu(), embedding_dim, input_size).to(self.device)
         if self.cuda:
@@ -207,8 +208,7 @@ def load_embedder(run_dir, info: dict, device: str = "auto") -> Embedder:
     weights = run_dir / info["weights"]
     if not weights.is_file():
         raise UserError(f"{run_dir}: weights file {info['weights']} is missing (the run has no finished epoch?)")
-    norm = info.get("normalization") or {}
     model = Embedder(info["arch"], int(info["embedding_dim"]), int(info["input_size"]), device=device,
-                     mean=norm.get("mean", IMAGENET_MEAN), std=norm.get("std", IMAGENET_STD))
+                     **normalization_kwargs(info.get("normalization")))
     model.load_weights(weights)
     return model

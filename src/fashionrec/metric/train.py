@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..artifacts import write_text
 from ..checkpoint import Checkpoint
 from ..config import dump_yaml
-from ..data.images import IMAGENET_MEAN, IMAGENET_STD
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
 from ..data.inshop import ItemImages, read_inshop, read_items_csv, read_run_record
 from ..data.loader import BatchLoader
 from ..engines.registry import weights_file
@@ -131,7 +131,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
     else:
         weights, norm = None, {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     model = Embedder(cfg.model.arch, cfg.model.embedding_dim, cfg.model.input_size, device=t.device, seed=t.seed,
-                     mean=norm["mean"], std=norm["std"])
+                     **normalization_kwargs(norm))
     if weights is not None:
         model.load_backbone(weights, str(init))
     model.configure_training(cfg.loss, t, num_items=len(photos))
