@@ -89,7 +89,7 @@ def query_gallery(query, query_items, gallery, gallery_items, ks=KS, backend: st
     pos = np.searchsorted(labels, q_items).clip(0, len(labels) - 1)
     n_relevant = np.where(labels[pos] == q_items, counts[pos], 0)
     if (n_relevant == 0).any():
-        missing = q_items[n_relevant == 0][0]
+        missing = q_items[n_relevant == 0][0].item()  # a Python value: numpy 2 reprs np.str_(...)
         raise ValueError(f"query item {missing!r} has no gallery image; it could never be found")
     width = min(len(gallery), max(ks[-1], int(n_relevant.max())))
     index = KNNIndex(backend).fit(gallery)
