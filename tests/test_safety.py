@@ -122,8 +122,8 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
     before = CatalogIndex.load(target).features.copy()
     script = (
         "import sys, time\n"
-        "from fashionrec.artifacts import atomic_dir\n"
-        "with atomic_dir(sys.argv[1]) as tmp:\n"
+        "from fashionrec.artifacts import atomic_dir\nfrom fashionrec.index import INDEX_KIND\n"
+        "with atomic_dir(sys.argv[1], kind=INDEX_KIND) as tmp:\n"
         "    (tmp / 'index.json').write_text('{\"format\": 1}')\n"
         "    with open(tmp / 'features.npy', 'wb') as f:\n"
         "        f.write(b'half')\n"

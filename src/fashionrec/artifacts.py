@@ -287,26 +287,24 @@ def exclusive_lock(path, wait: bool = True, what: str = "artifact"):
 
 
 @contextlib.contextmanager
-def atomic_dir(path, kind: ArtifactKind | None = None):
+def atomic_dir(path, *, kind: ArtifactKind):
     """Yield a fresh temporary directory; swap it in for ``path`` if the block succeeds.
 
-    With ``kind``, an existing ``path`` is replaced only if :func:`check_replaceable` allows it
-    (checked before and again just before the swap).
+    An existing ``path`` is replaced only if :func:`check_replaceable` allows it for ``kind``
+    (checked before and again just before the swap): never a folder holding anything else.
 
     The old directory (if any) is renamed aside first and removed after the new one is in
     place, so at every moment ``path`` is either the complete old or the complete new one
     (between the two renames it is briefly absent; readers treat absent as "not built").
     """
     path = Path(path)
-    if kind is not None:
-        check_replaceable(path, kind)
+    check_replaceable(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
-        if kind is not None:  # the folder may have changed while the work ran
-            check_replaceable(path, kind)
+        check_replaceable(path, kind)  # the folder may have changed while the work ran
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}"

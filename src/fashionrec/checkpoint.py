@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .artifacts import atomic_dir, read_json, write_json
+from .artifacts import ArtifactKind, atomic_dir, read_json, write_json
 from .errors import UserError
 
+LAST_KIND = ArtifactKind("last-epoch checkpoint", marker="state.json", entries=("weights*", "optimizer*", "loss*"))
 _BOOKKEEPING = ("epoch", "monitor", "mode", "best_epoch", "bad_epochs", "history")
 
 
@@ -125,7 +126,7 @@ class Checkpoint:
         else:
             self.bad_epochs += 1
         self.history.append(record)
-        with atomic_dir(self.last_dir) as tmp:
+        with atomic_dir(self.last_dir, kind=LAST_KIND) as tmp:
             clf.save_training_state(tmp)
             write_json(tmp / "state.json", {
                 "epoch": record["epoch"], "monitor": self.monitor, "mode": self.mode,

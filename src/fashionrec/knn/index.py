@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_dir, load_array, read_json, write_json
+from ..artifacts import ArtifactKind, atomic_dir, load_array, read_json, write_json
 from ..errors import UserError
 from .base import VECTORS_FILE, as_matrix, as_rows, backend_class, backend_names, check_bool, check_int, save_rows
 
@@ -33,6 +33,8 @@ AUTO_EXACT_MAX_BYTES = 1 << 30
 
 KNN_FORMAT = 1
 _PARAMS_FILE = "knn.json"
+# save() replaces a saved search structure, never a folder holding anything else
+KNN_KIND = ArtifactKind("k-NN structure", marker=_PARAMS_FILE, entries=("*.npy", "*.faiss"))
 # the float64 (pairs x dim) difference block of the re-ranking: 1 MiB (64 rows at 2048-d) stays in
 # cache. The rows are converted to float64 first and the float64 queries subtracted in place: one
 # query's 500 candidates at 2048-d take 1.4 ms on 2 busy cores, where np.subtract(rows, q,
@@ -337,7 +339,7 @@ class KNNIndex:
         self._check_fitted()
         directory = Path(directory)
         meta = {"format": KNN_FORMAT, "params": self.get_params(), "n_items": self._n, "dim": self._dim}
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind=KNN_KIND) as tmp:
             meta["data"] = self._backend.save(tmp)
             if self._backend.external_vectors:
                 meta["vectors"] = VECTORS_FILE if with_vectors else None
