@@ -7,6 +7,7 @@
     # the demo's features tiled with noise (or, without --tile, the synthetic clusters)
     python scripts/bench_knn.py --sizes 1000000 --backends faiss-ivfpq --on-disk benchmarks/work \
         --tile demo/index/features.npy --section knn-ivfpq-tiled --out benchmarks/bench_knn_ivfpq_tiled.json
+    python scripts/bench_knn.py --filtered   # filtered search (allowed=) vs unfiltered: scripts/knn_filtered.py
 
 Synthetic data stand in for CNN features: a rank-64 latent (cluster centre + Gaussian spread,
 like product types and their variations) mapped to ``--dim`` by a fixed random matrix, plus
@@ -48,6 +49,7 @@ from benchlib import comma_list, cpu_model, mem_available_bytes, update_results_
 from fashionrec.artifacts import write_json
 from fashionrec.knn import KNNIndex
 from knn_data import CHUNK_ROWS, SyntheticFeatures, TiledFeatures
+from knn_filtered import add_filtered_arguments, markdown_filtered, resolve_filtered_arguments, run_filtered, saver
 from knn_report import ivfpq_memory, scale_section, setting_label, targets
 
 K = 5
@@ -240,9 +242,10 @@ def run(args):
     machine.update(faiss=package_version("faiss-cpu"), sklearn=package_version("scikit-learn"),
                    loadavg_start=[round(x, 2) for x in os.getloadavg()])
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['mem_gib']} GiB", flush=True)
-    bandwidth = memory_bandwidth(args.bandwidth_gib)
-    gc.collect()
-    print(f"memory bandwidth: {bandwidth} GB/s", flush=True)
+    if not args.filtered:  # filtered search is timed against unfiltered queries
+        bandwidth = memory_bandwidth(args.bandwidth_gib)
+        gc.collect()
+        print(f"memory bandwidth: {bandwidth} GB/s", flush=True)
 
     if args.features:
         feats = np.load(args.features, mmap_mode="r", allow_pickle=False)
@@ -266,6 +269,11 @@ def run(args):
         for i, start in enumerate(range(0, n, CHUNK_ROWS)):
             rows = min(CHUNK_ROWS, n - start)
             yield np.ascontiguousarray(pool[start:start + rows], np.float32) if args.features else gen.chunk(0, i, rows)
+
+    if args.filtered:  # scripts/knn_filtered.py
+        args.sizes = sizes
+        catalog = (lambda n: np.ascontiguousarray(pool[:n], dtype=np.float32)) if args.features else gen.make
+        return run_filtered(args, machine, source, Q_all, catalog, data_chunks, build, saver(args))
 
     results, sweeps, skipped = [], [], []
     for n in sizes:
@@ -443,7 +451,7 @@ def parse_args(argv=None):
                    help="write each size's data to a .npy in DIR and memory-map it (faiss-ivfpq: a catalog past RAM)")
     p.add_argument("--keep-data", action="store_true", help="keep the --on-disk files (8 GB at 1M x 2048)")
     p.add_argument("--queries", type=int, default=200, help="held-out queries")
-    p.add_argument("--backends", type=comma_list(choices=BACKENDS), default=",".join(BACKENDS))
+    add_filtered_arguments(p, BACKENDS)
     p.add_argument("--balltree-max-n", type=int, default=50000)
     p.add_argument("--hnsw-max-n", type=int, default=20000)
     p.add_argument("--flat-max-n", type=int, default=200000)
@@ -451,16 +459,17 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="threads for faiss and BLAS (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bandwidth-gib", type=float, default=1.0, help="array size for the bandwidth measurement")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/bench_knn.json"))
+    p.add_argument("--out", type=Path, help="default benchmarks/bench_knn.json (--filtered: bench_knn_filtered.json)")
     p.add_argument("--results", default="benchmarks/RESULTS.md",
                    help="markdown file whose k-NN section is replaced ('' to skip)")
-    p.add_argument("--section", default="knn",
-                   help="name of that section (e.g. knn-real for a --features run beside the synthetic one)")
+    p.add_argument("--section", help="name of that section (default knn, --filtered: knn-filtered; e.g. knn-real "
+                                     "for a --features run beside the synthetic one)")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the --results section from this earlier --out file")
     args = p.parse_args(argv)
     args.command = " ".join([Path(sys.argv[0]).name if argv is None else "bench_knn.py"]
                             + (sys.argv[1:] if argv is None else list(argv)))
+    resolve_filtered_arguments(p, args, BACKENDS)
     if args.quick:
         if args.sizes == comma_list(int)(p.get_default("sizes")):
             args.sizes = [5000, 20000]
@@ -478,7 +487,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.render:
         report = json.loads(args.render.read_text(encoding="utf-8"))
-        update_results_md(Path(args.results), args.section, markdown(report, args.render))
+        filtered = report.get("mode") == "filtered"  # its own section unless one was named
+        section, render = ("knn-filtered", markdown_filtered) if filtered else (args.section, markdown)
+        update_results_md(Path(args.results), section if args.section == "knn" else args.section,
+                          render(report, args.render))
         print(f"updated the k-NN section of {args.results} from {args.render}")
         return report
     return run(args)

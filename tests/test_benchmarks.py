@@ -90,6 +90,23 @@ def test_bench_knn_quick_path_on_given_features(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_knn_filtered_mode_times_filters_against_unfiltered(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    run_script("bench_knn.py", "--filtered", "--sizes", 1500, "--dim", 32, "--queries", 20, "--budget", 0.05,
+               "--shares", "0.5,0.01", "--out", tmp_path / "f.json", "--results", md)
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["mode"] == "filtered" and {r["backend"] for r in report["results"]} == {
+        "brute", "faiss-ivf", "faiss-ivfpq"}
+    assert {r["share"] for r in report["results"]} == {None, 0.5, 0.01}
+    assert all(r["full_rows"] == 1.0 and r["single_ms_p50"] > 0 for r in report["results"])
+    brute = {r["share"]: r for r in report["results"] if r["backend"] == "brute"}
+    assert all(r["recall_at_5"] == 1.0 for r in brute.values())  # exact, against an independent reference
+    assert brute[0.01]["allowed"] == 15 and brute[0.01]["route"] == "scan"
+    text = section(md, "knn-filtered")
+    assert "| 1,500 | brute | exact | 50% | 750 |" in text and "Targets:" in text
+
+
+@pytest.mark.slow
 def test_bench_serve_load_test_has_no_failed_request(tmp_path):
     md = tmp_path / "RESULTS.md"
     run_script("bench_serve.py", "--size", 32, "--catalog", 200, "--images", 45, "--uploads", 8, "--similar", 16,

@@ -25,6 +25,9 @@ cancellation, so a query finds itself at distance 0), and each row is sorted by 
 ties go to the lower id. The exact backends also make sure no item left outside the k returned
 is as close as the k-th, so duplicates at the boundary resolve to the lowest ids as well.
 
+``query(Q, k, allowed=mask)`` returns only the items a boolean mask allows, on every backend, with
+as many results as there are matching items: :mod:`fashionrec.knn.filtered` holds the rule.
+
 Nothing is pickled: :meth:`KNNIndex.save` writes the vectors as ``.npy`` (exact backends, whose
 structures are rebuilt at load) or faiss's own binary format (HNSW / IVF / IVF-PQ, so loading does
 not retrain), next to a JSON file with the parameters.

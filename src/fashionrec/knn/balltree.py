@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend, register
+from .base import Backend, register, squared_norms
 
 
 @register
@@ -13,7 +13,8 @@ class BallTreeBackend(Backend):
 
     scikit-learn is imported on the first ``fit``: its neighbours module takes ~0.45-0.7 s to
     import cold on 2 cores (``python -X importtime``), which no other backend pays.
-    Queries are single-threaded.
+    Queries are single-threaded. Filtered queries never use the tree (it cannot skip items, and at
+    2048-d it prunes almost nothing): they scan the allowed rows (``fashionrec.knn.filtered``).
     """
 
     name = "balltree"
@@ -24,12 +25,18 @@ class BallTreeBackend(Backend):
     def fit(self, X):
         self.X = X
         self._build()
-        self._track_norm_max(X)
+        self.sq_norms = squared_norms(X)  # for filtered queries, which scan the allowed rows
+        self._track_norm_max(X, self.sq_norms)
 
     def add(self, X):
+        norms = squared_norms(X)
         self.X = np.concatenate([self.X, X])
+        self.sq_norms = np.concatenate([self.sq_norms, norms])
         self._build()
-        self._track_norm_max(X)
+        self._track_norm_max(X, norms)
+
+    def subset_norms(self, ids):
+        return self.sq_norms[ids]
 
     def _build(self):
         from sklearn.neighbors import BallTree
@@ -48,4 +55,4 @@ class BallTreeBackend(Backend):
 
     @property
     def nbytes(self):
-        return sum(np.asarray(a).nbytes for a in self.tree.get_arrays())
+        return sum(np.asarray(a).nbytes for a in self.tree.get_arrays()) + self.sq_norms.nbytes

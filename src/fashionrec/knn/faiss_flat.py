@@ -25,6 +25,18 @@ class FaissFlatBackend(FaissBackend):
     def search(self, Q, k):
         return self.index.search(Q, k)
 
+    def filter_scan_rows(self, k):
+        """Never: faiss's selector skips the rows left out before computing anything, faster than gathering
+        the allowed ones at every share (200k x 2048, one query: 0.5 ms at 0.1%, 22 ms at 5%, 96 ms at 50%
+        against 3 / 133 / 232 ms gathered, 93 ms unfiltered; 2 busy cores)."""
+        return 0
+
+    def search_allowed(self, Q, k, allowed):
+        """faiss's scan with an ``IDSelectorBitmap``: the items left out are skipped, never ranked."""
+        faiss = import_faiss()
+        selector = allowed.faiss_selector(faiss)
+        return self.index.search(Q, k, params=faiss.SearchParameters(sel=selector))
+
     @property
     def nbytes(self):
         return self.index.ntotal * self.index.d * 4

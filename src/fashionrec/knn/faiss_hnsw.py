@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ._faiss import SavedFaissBackend, import_faiss
 from .base import register
 
@@ -30,6 +32,20 @@ class FaissHNSWBackend(SavedFaissBackend):
 
     def search(self, Q, k):
         params = import_faiss().SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        return self.index.search(Q, k, params=params)
+
+    def filter_scan_rows(self, k):
+        """``sqrt(2 * ef * M * n)``: the scaled search below visits ~2 ef M n / allowed nodes, which is more
+        than the allowed rows themselves below that (a cost model; HNSW's filtered search is not benchmarked)."""
+        return math.sqrt(2 * max(self.ef_search, k) * self.hnsw_m * self.index.ntotal)
+
+    def search_allowed(self, Q, k, allowed):
+        """faiss's HNSW search with an ``IDSelectorBitmap``: the graph is walked through every item, only the
+        allowed ones are kept, so ``efSearch`` is scaled by ``n / allowed`` to keep as many."""
+        faiss = import_faiss()
+        ef = min(self.index.ntotal, math.ceil(max(self.ef_search, k) * self.index.ntotal / allowed.count))
+        selector = allowed.faiss_selector(faiss)
+        params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
         return self.index.search(Q, k, params=params)
 
     @property

@@ -6,21 +6,22 @@ import math
 
 import numpy as np
 
-from ._faiss import SavedFaissBackend, import_faiss
+from ._faiss import FilteredIVF, SavedFaissBackend, import_faiss
 from .base import CHUNK_ROWS, register, squared_norms
 
 _BLOCK_BYTES = 256 << 20  # the (rows x cells) float32 block of the cell assignment
 
 
 @register
-class FaissIVFBackend(SavedFaissBackend):
+class FaissIVFBackend(FilteredIVF, SavedFaissBackend):
     """``faiss.IndexIVFFlat``: ``nprobe`` of ``nlist`` cells scanned per query.
 
     ``auto`` picks it beyond 1 GiB of vectors: at 1M x 2048 it builds in ~2 min and answers in
     ~3 ms at recall@5 0.99 (nprobe 4) on clustered data on 2 cores; unstructured data need a
     far larger nprobe (benchmarks/RESULTS.md). ``nlist`` None: ``sqrt(n)``, at most ``n // 39``
     (faiss's minimum points per cell). ``add`` assigns new rows to the existing cells: no
-    retraining. Saved in faiss's format: loading does not retrain.
+    retraining. Saved in faiss's format: loading does not retrain. Filtered queries: see
+    ``FilteredIVF`` (probes cells until they hold enough allowed items).
     """
 
     name = "faiss-ivf"
@@ -53,6 +54,7 @@ class FaissIVFBackend(SavedFaissBackend):
         # Assign rows to cells with numpy's BLAS (about 2x faiss's bundled one here; at
         # 1M x 2048 with 1000 cells this is the bulk of the build), then add them preassigned.
         faiss = import_faiss()
+        self._forget_cells()
         centroids = self.index.quantizer.reconstruct_n(0, self.index.nlist)
         sq_norms = squared_norms(centroids)
         block = max(1, min(CHUNK_ROWS, _BLOCK_BYTES // (4 * len(centroids))))
@@ -70,6 +72,9 @@ class FaissIVFBackend(SavedFaissBackend):
         # one query: split the scan over the probed cells, not over queries (faiss's default)
         self.index.parallel_mode = 1 if len(Q) < faiss.omp_get_max_threads() else 0
         return self.index.search(Q, k, params=params)
+
+    def search_allowed(self, Q, k, allowed):
+        return self._search_ivf_allowed(Q, k, allowed)
 
     def rows(self, ids):
         return self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))

@@ -1,7 +1,8 @@
 """:class:`KNNIndex`: the façade in front of the backends (see the package's docstring).
 
 It owns what every backend shares: parameter checks, the ``auto`` rule, exact re-ranking and
-ties, ``exclude``, thread limits and the saved description (``knn.json``). Backends
+ties, ``exclude``, filters (``allowed``; the rule is :mod:`fashionrec.knn.filtered`'s), thread
+limits and the saved description (``knn.json``). Backends
 (:mod:`fashionrec.knn.base`) only propose candidates and hold the vectors.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 from ..artifacts import ArtifactKind, atomic_dir, load_array, read_json, write_json
 from ..errors import UserError
 from .base import VECTORS_FILE, as_matrix, as_rows, backend_class, backend_names, check_bool, check_int, save_rows
+from .filtered import SubsetScan, check_allowed
 
 # `auto` rule, from scripts/bench_knn.py (benchmarks/RESULTS.md) on 2 cores (AMD EPYC, 23-33 GB/s
 # measured, shared with other jobs), 2048-d synthetic post-ReLU-like features:
@@ -243,7 +245,7 @@ class KNNIndex:
 
     # ------------------------------------------------------------------ query
 
-    def query(self, Q, k, exclude=None):
+    def query(self, Q, k, exclude=None, allowed=None):
         """The ``k`` nearest items of each row of ``Q`` (m, dim).
 
         Returns ``(distances, indices)``: (m, k) float32 Euclidean distances (not squared) and
@@ -252,6 +254,12 @@ class KNNIndex:
         (leave-one-out); ids not in the index leave nothing out, and with ``exclude`` at most
         ``n_items - 1`` neighbours are returned. Approximate backends that find fewer than ``k``
         candidates (IVF with a tiny ``nprobe``) pad with id -1 at distance inf.
+
+        ``allowed``: None, or a boolean array of shape (n_items,): only items marked True are
+        returned. ``k`` is clamped as without it (against ``n_items``, not the allowed count); past
+        the allowed items the rows are padded with id -1 at distance inf. Every backend returns
+        ``min(k, allowed)`` results (minus the excluded id), exact ones exactly the filtered
+        neighbours; how each backend searches is :mod:`fashionrec.knn.filtered`'s rule.
         """
         self._check_fitted()
         Q = as_matrix("Q", Q, dim=self._dim)
@@ -264,6 +272,7 @@ class KNNIndex:
             if exclude.shape != (m,) or not np.issubdtype(exclude.dtype, np.integer):
                 raise ValueError(f"exclude must be an integer array of shape ({m},) (one id per query row); "
                                  f"got {exclude.dtype} {exclude.shape}")
+        allowed = check_allowed(allowed, self._n)
         available = self._n - (exclude is not None)
         if k > available:
             warnings.warn(f"k={k} is more than the {available} items available; returning {available}",
@@ -272,7 +281,10 @@ class KNNIndex:
         if k == 0:
             return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
         with self._backend.limit_threads(self.threads):
-            sq_dist, ids = self._search(Q, k + (exclude is not None))
+            if allowed is None or allowed.count == self._n:
+                sq_dist, ids = self._search(Q, k + (exclude is not None))
+            else:
+                sq_dist, ids = self._search_allowed(Q, k + (exclude is not None), allowed)
         if exclude is not None:
             # drop the excluded id where it was found, else the last column
             hit = ids == exclude[:, None]
@@ -285,21 +297,52 @@ class KNNIndex:
         """Squared distances and ids (m, k), sorted by (distance, id); exact backends exact."""
         if not self._backend.exact:
             return self._rerank(Q, self._backend.search(Q, k)[1], k)
-        # Exact backends: widen the candidate list until no tie can hide past the k-th.
-        m, n = len(Q), self._n
+        return self._exact_search(Q, k, self._backend.search, self._n, self._backend.slack)
+
+    def _exact_search(self, Q, k, search, n_candidates, slack_of):
+        """Exact top ``k`` from ``search`` (a ``Backend.search``-like function over ``n_candidates``
+        items whose squared distances are right to within ``slack_of(|q|^2)``): widen the candidate
+        list until no tie can hide past the k-th."""
+        m = len(Q)
         out_d, out_i = np.empty((m, k)), np.empty((m, k), np.int64)
-        slack = self._backend.slack(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
+        slack = slack_of(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
         rows = np.arange(m)
-        width = min(n, 2 * k + 8)
+        width = min(n_candidates, 2 * k + 8)
         while len(rows):
             q = Q if len(rows) == m else Q[rows]
-            approx, cand = self._backend.search(q, width)
+            approx, cand = search(q, width)
             sq, ids = self._rerank(q, cand, k, approx, slack[rows])
             # items left out are at least as far as the last candidate (up to rounding)
-            done = (approx[:, -1] - slack[rows] > sq[:, -1]) if width < n else np.ones(len(rows), bool)
+            done = (approx[:, -1] - slack[rows] > sq[:, -1]) if width < n_candidates else np.ones(len(rows), bool)
             out_d[rows[done]], out_i[rows[done]] = sq[done], ids[done]
-            rows, width = rows[~done], min(n, 2 * width)
+            rows, width = rows[~done], min(n_candidates, 2 * width)
         return out_d, out_i
+
+    def _search_allowed(self, Q, k, allowed):
+        """``_search`` among the allowed items (0 < count < n_items), padded with -1 / inf past them."""
+        m, backend = len(Q), self._backend
+        out_d, out_i = np.full((m, k), np.inf), np.full((m, k), -1, np.int64)
+        if allowed.count == 0:
+            return out_d, out_i
+        found = min(k, allowed.count)
+        if allowed.count <= backend.filter_scan_rows(found):
+            sq, ids = self._scan_subset(Q, found, allowed)
+        elif backend.exact:
+            sq, ids = self._exact_search(Q, found, lambda q, width: backend.search_allowed(q, width, allowed),
+                                         allowed.count, backend.slack)
+        else:
+            cand = backend.search_allowed(Q, found, allowed)[1]
+            cand = np.where(allowed.mask[cand] & (cand >= 0), cand, -1)  # only the allowed, whatever faiss did
+            sq, ids = self._rerank(Q, cand, found)
+            short = np.flatnonzero(ids[:, -1] < 0)  # the structure missed some: search those rows exactly
+            if len(short):
+                sq[short], ids[short] = self._scan_subset(Q[short], found, allowed)
+        out_d[:, :found], out_i[:, :found] = sq, ids
+        return out_d, out_i
+
+    def _scan_subset(self, Q, k, allowed):
+        scan = SubsetScan(self._backend, allowed.ids)
+        return self._exact_search(Q, k, scan.search, allowed.count, scan.slack)
 
     def _rerank(self, Q, cand, k, approx=None, slack=None):
         """Recompute the candidates' distances directly, sort each row by (distance, id), keep k.
