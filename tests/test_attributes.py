@@ -35,7 +35,7 @@ def colour_catalog(synth_root, tmp_path_factory):
     with open(synth_root / "fashion" / "catalog.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     with open(folder / "catalog.csv", "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "category", "texture", "color"])
+        w = csv.DictWriter(f, fieldnames=[*rows[0], "color"])
         w.writeheader()
         for row in rows:
             w.writerow(dict(row, color=_colour(folder / row["path"])))
@@ -80,9 +80,9 @@ def test_label_column_and_task_names_are_checked(colour_catalog, tmp_path):
         from_dict(StageConfig, dict(base, task="sleeve length", data={"format": "csv", "root": "x.csv"}))
     from fashionrec.data.readers import load_manifest
 
-    cfg = from_dict(StageConfig, dict(base, task="gender", data={"format": "csv", "root": str(colour_catalog),
-                                                                 "label_column": "gender"}))
-    with pytest.raises(DataError, match=r"catalog.csv:1: header must have a 'gender' column \(data.label_column\)"):
+    cfg = from_dict(StageConfig, dict(base, task="sleeve", data={"format": "csv", "root": str(colour_catalog),
+                                                                 "label_column": "sleeve"}))
+    with pytest.raises(DataError, match=r"catalog.csv:1: header must have a 'sleeve' column \(data.label_column\)"):
         load_manifest(cfg.data, cfg.task)
     cfg = from_dict(StageConfig, dict(base, task="colour", data={"format": "csv", "root": str(colour_catalog),
                                                                  "label_column": "color", "classes": ["red"]}))

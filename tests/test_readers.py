@@ -193,7 +193,8 @@ def test_synthetic_fashion_tree(synth_root):
     assert (np.bincount(cat.labels, minlength=9) > 0).all()
     assert (np.bincount(tex.labels, minlength=5) > 0).all()
     root, paths, known = read_catalog(synth_root / "fashion/catalog.csv", "csv")
-    assert set(known) == {"category", "texture"} and len(paths) == len(known["category"])
+    assert set(known) == {"category", "texture", "gender", "brand", "colour", "price", "in_stock"}
+    assert len(paths) == len(known["category"])
 
 
 # ---------------------------------------------------------------- one path, one row

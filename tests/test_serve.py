@@ -1,6 +1,7 @@
 """The HTTP API and the web page, with the framework's test client and in a real browser."""
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -120,6 +121,153 @@ def test_bad_item_requests_are_4xx_json(client, url):
     assert 400 <= r.status_code < 500 and r.json()["error"]
 
 
+# ----------------------------------------------------------------------------- filters and re-ranking
+
+WOMEN_UNDER_60 = ["gender=women", "price<=60"]
+
+
+def satisfies(attributes: dict, where: list[str]) -> bool:
+    """The two filters the tests use, checked on a result's attribute values (independent of the library)."""
+    ok = True
+    for w in where:
+        if w == "gender=women":
+            ok &= attributes["gender"] == "women"
+        elif w == "price<=60":
+            ok &= attributes["price"] is not None and attributes["price"] <= 60
+        elif w == "in_stock":
+            ok &= attributes["in_stock"] is True
+        elif w == "!in_stock":
+            ok &= attributes["in_stock"] is False
+        else:
+            raise AssertionError(w)
+    return ok
+
+
+def matching(recommender, where) -> set[int]:
+    return {i for i in range(len(recommender.index.items)) if satisfies(recommender.item_attributes(i), where)}
+
+
+def test_a_filter_keeps_every_result_inside_it_on_both_endpoints(client, recommender):
+    where = [*WOMEN_UNDER_60, "in_stock"]
+    allowed = matching(recommender, where)
+    assert 8 <= len(allowed) < len(recommender.index.items) / 2  # the filter bites, and leaves enough for k=6
+    data, item = catalog_image(recommender, item_id=4)
+    r = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")}, data={"k": "6", "where": where})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["results"]) == 6 and {x["id"] for x in body["results"]} <= allowed
+    assert all(satisfies(x["attributes"], where) for x in body["results"])
+    assert body["filter"] == {"where": where, "matching": len(allowed)} and "reason" not in body
+    lib = recommender.recommend([Path(recommender.index.root) / item["path"]], k=6, where=where)[0]
+    assert [x["id"] for x in body["results"]] == [x["id"] for x in lib["results"]]
+
+    r = client.get("/items/4/similar", params={"k": 6, "where": where})  # ?where=...&where=...
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["results"]) == 6 and {x["id"] for x in body["results"]} <= allowed - {4}
+    assert [x["id"] for x in body["results"]] == [x["id"] for x in recommender.similar(4, 6, where=where)["results"]]
+    assert body["filter"]["matching"] == len(allowed) and body["item"]["id"] == 4
+
+
+@pytest.mark.parametrize("expression, words", [
+    ("colour<=red", ["colour<=red", "compares numbers"]),
+    ("price<=abc", ["price<=abc", "'abc' is not a number"]),
+    ("size=M", ["size=M", "no attribute 'size'"]),
+])
+def test_a_bad_filter_is_400_with_the_one_line_message(client, recommender, expression, words):
+    data, _ = catalog_image(recommender)
+    upload = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")},
+                         data={"k": "3", "where": ["in_stock", expression]})
+    similar = client.get("/items/3/similar", params={"where": expression})
+    for r in (upload, similar):
+        assert r.status_code == 400, r.text
+        message = r.json()["error"]
+        assert "\n" not in message and all(w in message for w in words), message
+    ok = client.get("/items/3/similar", params={"k": 2, "where": "in_stock"})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 2
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("rerank", "brand=lots", ["rerank brand", "number >= 0"]),
+    ("rerank", "size=1", ["no attribute 'size'"]),
+    ("prefer", "price=cheap", ["prefer price=cheap"]),
+])
+def test_bad_rerank_options_are_400(client, field, value, words):
+    r = client.get("/items/3/similar", params={field: value})
+    assert r.status_code == 400 and all(w in r.json()["error"] for w in words), r.text
+
+
+def test_a_filter_matching_nothing_is_200_with_a_reason(client, recommender):
+    where = ["price<0"]
+    data, _ = catalog_image(recommender)
+    upload = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")}, data={"k": "3", "where": where})
+    similar = client.get("/items/3/similar", params={"where": where})
+    for r in (upload, similar):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["results"] == [] and body["filter"] == {"where": where, "matching": 0}
+        assert body["reason"].startswith("no item matches") and "price<0" in body["reason"]
+
+
+def test_rerank_weights_and_explain_per_request(client, recommender):
+    """A brand weight above the pool's whole image range (1) puts every same-brand item first."""
+    brand = recommender.item_attributes(7)["brand"]
+    plain = client.get("/items/7/similar", params={"k": 10}).json()
+    r = client.get("/items/7/similar", params={"k": 10, "rerank": "brand=5", "explain": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    same = [x["attributes"]["brand"] == brand for x in body["results"]]
+    assert same == sorted(same, reverse=True) and any(same)
+    assert sum(same) > sum(x["attributes"]["brand"] == brand for x in plain["results"])
+    for x in body["results"]:
+        parts = x["explain"]
+        assert parts["total"] == pytest.approx(parts["image"] + sum(parts["terms"].values()), abs=1e-5)
+        assert parts["terms"]["brand"] == (0 if x["attributes"]["brand"] == brand else 5)
+    assert [x["explain"]["total"] for x in body["results"]] == sorted(x["explain"]["total"] for x in body["results"])
+    assert body["rerank"]["weights"]["brand"] == 5
+    assert "explain" not in plain["results"][0]
+
+
+def test_batched_uploads_with_different_filters_each_get_their_own(recommender, monkeypatch):
+    """Uploads that share one forward pass are still ranked under their own filter and k."""
+    import threading
+
+    passes, extract = [], recommender.extractor.extract_images
+    monkeypatch.setattr(recommender.extractor, "extract_images", lambda images: passes.append(len(images))
+                        or extract(images))
+    data, _ = catalog_image(recommender, item_id=9)
+    asks = [(["in_stock"], 3), (["!in_stock"], 4), ([], 5), (["in_stock"], 2)]
+    answers = {}
+    with TestClient(create_app(recommender, max_wait_ms=300)) as c:
+        def ask(i, where, k):
+            answers[i] = c.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")},
+                                data={"k": str(k), "where": where}).json()
+        threads = [threading.Thread(target=ask, args=(i, w, k)) for i, (w, k) in enumerate(asks)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for i, (where, k) in enumerate(asks):
+        results = answers[i]["results"]
+        assert len(results) == k and all(satisfies(x["attributes"], where) for x in results), (where, results)
+    assert [x["id"] for x in answers[3]["results"]] == [x["id"] for x in answers[0]["results"][:2]]
+    assert max(passes) > 1 and sum(passes) == len(asks)  # they did share a forward pass
+
+
+def test_the_attributes_route_gives_the_schema_the_page_builds_its_filters_from(client, recommender):
+    r = client.get("/attributes")
+    assert r.status_code == 200
+    body = r.json()
+    schema = body["attributes"]
+    assert schema == recommender.attribute_schema()
+    assert schema["gender"]["type"] == "text" and {"women", "men"} <= set(schema["gender"]["values"])
+    assert schema["in_stock"]["type"] == "boolean"
+    prices = [recommender.item_attributes(i)["price"] for i in range(len(recommender.index.items))]
+    assert schema["price"] == {"type": "number", "min": min(prices), "max": max(prices), "missing": 0}
+    assert set(body["rerank"]) == {"weights", "band"}
+    assert "/attributes" in client.get("/openapi.json").json()["paths"]
+
+
 def test_micro_batcher_batches_concurrent_items_and_passes_errors():
     import threading
 
@@ -130,7 +278,7 @@ def test_micro_batcher_batches_concurrent_items_and_passes_errors():
         if "boom" in items:
             raise ValueError("boom")
         time.sleep(0.05)  # the network is busy: later submissions queue up
-        return [i * 2 for i in items]
+        return [KeyError(i) if i == -1 else i * 2 for i in items]  # an exception in its place fails one item
 
     batcher = MicroBatcher(fn, max_batch=8, max_wait_s=0.02)
     futures = []
@@ -145,6 +293,8 @@ def test_micro_batcher_batches_concurrent_items_and_passes_errors():
     with pytest.raises(ValueError, match="boom"):
         batcher.submit("boom").result(timeout=5)
     assert batcher.submit(5).result(timeout=5) == 10  # the worker survived the error
+    with pytest.raises(KeyError):
+        batcher.submit(-1).result(timeout=5)
 
 
 # ----------------------------------------------------------------------------- a real browser
@@ -186,7 +336,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.mark.slow
-def test_page_in_chromium_upload_see_results_click_one(server, recommender, tmp_path):
+def test_page_in_chromium_upload_click_one_filter(server, recommender, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     assert Path(CHROMIUM).is_file(), "Debian's chromium is missing: `make test` installs it"
@@ -216,14 +366,44 @@ def test_page_in_chromium_upload_see_results_click_one(server, recommender, tmp_
         expect(page.locator("#query-title")).to_have_text(f"Catalog item {clicked}")
         page.screenshot(path=str(tmp_path / "similar.png"), full_page=True)
 
+        # filters, drawn from /attributes, on an upload and on the "similar" click
+        where = [*WOMEN_UNDER_60, "in_stock"]
+        allowed = matching(recommender, where)
+        page.select_option('#filter-controls select[data-column="gender"]', "women")
+        page.fill('#filter-controls input[data-column="price"][data-op="<="]', "60")
+        page.select_option('#filter-controls select[data-column="in_stock"]', "yes")
+        page.check("#explain")
+        page.set_input_files("#file", str(query))
+        expect(page.locator("#results-title")).to_have_text(f"6 similar items ({len(allowed)} items match the filter)",
+                                                            timeout=60_000)
+
+        def shown() -> list[dict]:
+            return [json.loads(cards.nth(i).get_attribute("data-attributes")) | {"id": int(cards.nth(i).get_attribute(
+                "data-id"))} for i in range(cards.count())]
+
+        assert len(shown()) == 6 and all(satisfies(a, where) and a["id"] in allowed for a in shown())
+        expect(page.locator("#grid .card .explain").first).to_contain_text("score")
+        clicked = cards.nth(1).get_attribute("data-id")
+        cards.nth(1).click()
+        expect(page.locator("#results-title")).to_have_text(
+            f"6 items similar to item {clicked} ({len(allowed)} items match the filter)", timeout=30_000)
+        assert all(satisfies(a, where) and a["id"] in allowed - {int(clicked)} for a in shown())
+        page.screenshot(path=str(tmp_path / "filtered.png"), full_page=True)
+
+        price_max = page.locator('#filter-controls input[data-column="price"][data-op="<="]')
+        price_max.fill("0")
+        price_max.dispatch_event("change")  # what leaving the field does: the shown query runs again
+        expect(page.locator("#grid #reason")).to_contain_text("no item matches", timeout=30_000)
+        expect(cards).to_have_count(0)
+
         page.set_input_files("#file", {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"})
         expect(page.locator("#status.error")).to_contain_text("not an image", timeout=30_000)
         browser.close()
     assert not errors, errors
-    for png in ("upload.png", "similar.png"):
+    for png in ("upload.png", "similar.png", "filtered.png"):
         assert Image.open(tmp_path / png).size[0] >= 1200
     if os.environ.get("FASHIONREC_SCREENSHOT_DIR"):  # to look at the page: keep the pictures
         out = Path(os.environ["FASHIONREC_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
-        for png in ("upload.png", "similar.png"):
+        for png in ("upload.png", "similar.png", "filtered.png"):
             (out / png).write_bytes((tmp_path / png).read_bytes())

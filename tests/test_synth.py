@@ -300,7 +300,8 @@ def read_csv(path: Path, header: list[str]) -> list[dict]:
 def test_fashion_tree(trees):
     root, _ = trees
     base = root / "a/fashion"
-    catalog = read_csv(base / "catalog.csv", ["path", "category", "texture"])
+    catalog = read_csv(base / "catalog.csv", ["path", "category", "texture", "gender", "brand", "colour", "price",
+                                              "in_stock"])
     category = read_csv(base / "category.csv", ["path", "label"])
     texture = read_csv(base / "texture.csv", ["path", "label"])
     assert len(catalog) == N

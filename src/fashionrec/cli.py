@@ -61,6 +61,19 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True,
                                help="Show progress bars.")
+where_option = click.option("--where", "where", multiple=True, metavar="EXPR",
+                            help="Keep the catalog items matching a filter over their attributes: col=value, "
+                                 "col=a|b, col!=value, col<=number (<, >, >=), col or !col for booleans "
+                                 "(repeatable, ANDed).")
+
+
+def rerank_options(fn):
+    """--rerank and --rerank-band: the hybrid score's weights of a request."""
+    fn = click.option("--rerank-band", "rerank_band", type=float, default=None,
+                      help="Relative band in which a number column agrees (default: the index's, 0.2).")(fn)
+    return click.option("--rerank", "rerank", multiple=True, metavar="COL=WEIGHT,...",
+                        help="Blend attribute agreement into the score, e.g. --rerank brand=0.5,price=1 "
+                             "(over the index's weights; 0 drops a term).")(fn)
 
 
 @click.group(context_settings=SETTINGS)
@@ -204,23 +217,31 @@ def metric(config_path, init, overrides, resume, force, engine, device, progress
               help="Evaluate the ranking of an index instead (leave-one-out precision@k, mAP@k).")
 @click.option("--against", "against", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Metric runs only: also score this run's features on the same queries (repeatable).")
+@where_option
+@rerank_options
 @device_option
 @progress_option
 @friendly_errors
-def evaluate(run_dir, split, index_dir, against, device, progress):
+def evaluate(run_dir, split, index_dir, against, where, rerank, rerank_band, device, progress):
     """Evaluate a trained run, or (with --index) the ranking of an index.
 
     For a run: accuracy, top-K accuracy, mean cross-entropy and per-class accuracy on the
     split, printed like the paper's Tables 3-4; writes metrics.json and confusion-<split>.png.
     For a metric run: query -> gallery Recall@1/10/20/30/40 and MAP@R (--against adds
     classifier runs' features on the same images); writes metrics.json and recall_at_k.png.
+    For an index, --where also scores the items that match a filter (each queries the others that
+    match), and re-ranking weights (the index's, or --rerank) add the hybrid score's numbers.
     """
     if index_dir:
         from .evaluate import evaluate_index, format_retrieval
+        from .hybrid import parse_rerank_option
 
-        result = evaluate_index(index_dir, progress=progress)
+        result = evaluate_index(index_dir, progress=progress, where=list(where),
+                                rerank=parse_rerank_option(rerank), band=rerank_band)
         click.echo(format_retrieval(result))
         return
+    if where or rerank or rerank_band is not None:
+        raise click.UsageError("--where, --rerank and --rerank-band go with --index")
     if not run_dir:
         raise click.UsageError("give a RUN_DIR or --index DIR")
     from .runs import EMBEDDING_KIND, read_model_json
@@ -244,24 +265,45 @@ def evaluate(run_dir, split, index_dir, against, device, progress):
 @config_option
 @set_option
 @click.option("--append", is_flag=True, help="Add the catalog's new images to the existing index (ids stay).")
+@click.option("--types", "types", multiple=True, metavar="COL=TYPE,...",
+              help="Attribute types where the guess is wrong: number, boolean or text, e.g. "
+                   "--types price=number,in_stock=boolean (repeatable; over catalog.types).")
+@click.option("--update", "update_csv", type=click.Path(dir_okay=False), default=None,
+              help="Change attribute values (e.g. stock, price) of indexed items from a CSV with a path column; "
+                   "extracts nothing, features.npy stays byte for byte.")
+@click.option("--remove", "remove", multiple=True, metavar="CSV|PATH",
+              help="Take items out: a CSV with a path column, or an item path (repeatable); ids are renumbered.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="When another command is writing the same index: queue behind it, or fail at once.")
 @device_option
 @progress_option
 @friendly_errors
-def index(config_path, overrides, append, wait, device, progress):
+def index(config_path, overrides, append, types, update_csv, remove, wait, device, progress):
     """Build a k-NN index of a catalog from the fine-tuned extractors.
 
     Extracts both networks' pooled features (heads stripped), concatenates them and writes the
     index directory: features.npy, items.csv, index.json. An existing index there is replaced;
-    a folder that is not an index (or holds files fashionrec did not write) is refused.
+    a folder that is not an index (or holds files fashionrec did not write) is refused. The
+    catalog's other columns are typed attributes (number, boolean, text) for --where filters and
+    re-ranking; --update and --remove edit them and the item list without extracting.
     """
+    from .attributes import parse_types_option
     from .config import IndexConfig, load_config
-    from .index import build_index
+    from .index import build_index, remove_items, update_index
 
+    if sum(map(bool, (append, update_csv, remove))) > 1:
+        raise click.UsageError("--append, --update and --remove are separate runs: give one of them")
+    if types and (update_csv or remove):
+        raise click.UsageError("--types applies when building or appending; the index keeps its types")
     overrides = list(overrides) + ([f"device={device}"] if device else [])
     cfg = load_config(IndexConfig, config_path, overrides)
-    out = build_index(cfg, append=append, progress=progress, log=click.echo, wait=wait)
+    if update_csv:
+        out = update_index(cfg, update_csv, wait=wait, log=click.echo)
+    elif remove:
+        out = remove_items(cfg, remove, wait=wait, progress=progress, log=click.echo)
+    else:
+        out = build_index(cfg, append=append, progress=progress, log=click.echo, wait=wait,
+                          types=parse_types_option(types))
     click.echo(f"index: {out}")
 
 
@@ -273,17 +315,28 @@ def index(config_path, overrides, append, wait, device, progress):
 @click.option("--show", type=click.Path(dir_okay=False), default=None,
               help="Write a picture of the queries and their recommendations (PNG).")
 @click.option("--exclude-self", is_flag=True, help="Drop catalog items that are the query image itself.")
+@where_option
+@rerank_options
+@click.option("--prefer", "prefer", multiple=True, metavar="COL=VALUE",
+              help="The query's value of a re-ranked column where the image does not give it, e.g. "
+                   "--prefer brand=Aurel (repeatable).")
+@click.option("--explain", is_flag=True, help="Show each result's parts of the score (image distance, each term).")
 @device_option
 @friendly_errors
-def recommend(images, k, index_dir, as_json, show, exclude_self, device):
+def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, rerank_band, prefer, explain, device):
     """Recommend catalog items similar to IMAGES.
 
     Extracts each image with the index's own extractors (checked by weight hash), ranks the
-    catalog and prints rank, item id, path, distance and labels.
+    catalog and prints rank, item id, path, distance and labels. --where keeps the items that
+    match (e.g. --where gender=women --where "price<=50" --where in_stock); --rerank blends
+    attribute agreement into the score (e.g. --rerank brand=0.5,price=1).
     """
     import json
 
-    from .recommend import Recommender, format_results
+    from .attributes import parse_assignments
+    from .hybrid import parse_rerank_option
+    from .index import CatalogIndex
+    from .recommend import Recommender, format_results, prepare_query
 
     # the arguments first: loading the models takes seconds
     if k < 1:
@@ -296,10 +349,14 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, device):
         from .artifacts import ensure_writable
 
         ensure_writable(show)
+    catalog = CatalogIndex.load(index_dir)
+    request = dict(where=list(where), rerank=parse_rerank_option(rerank), band=rerank_band,
+                   prefer=parse_assignments("--prefer", prefer, split_commas=False))
+    prepare_query(catalog, **request)  # a bad filter is reported before the models load
     global _skip_teardown
     _skip_teardown = True  # results are printed and the picture written before returning
-    rec = Recommender.load(index_dir, device=device or "auto")
-    results = rec.recommend(list(images), k=k, exclude_self=exclude_self)
+    rec = Recommender.from_index(catalog, device=device or "auto")
+    results = rec.recommend(list(images), k=k, exclude_self=exclude_self, explain=explain, **request)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
@@ -323,7 +380,9 @@ def serve(index_dir, host, port, max_upload_mb, device):
     """Serve recommendations over HTTP, with a web page at /.
 
     Loads the index and its extractors once. POST /recommend takes an image upload;
-    GET /items/ID/similar the neighbours of a catalog item; the API is described at /docs.
+    GET /items/ID/similar the neighbours of a catalog item; both take the filters and re-ranking
+    of `recommend` (where=gender=women, where=price<=50, rerank=brand=0.5, explain=true) and the
+    page draws its filter controls from GET /attributes. The API is described at /docs.
     """
     from .serve import serve as run_server
 

@@ -63,8 +63,8 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     optimizer: Literal["sgd", "adam"]
-    lr: float
-    batch_size: int
+    lr: float  # of the run, however many ranks (torchrun) share it
+    batch_size: int  # the run's global batch: under torchrun each of N ranks takes batch_size / N (a multiple of N)
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
     max_epochs: int = 30
@@ -78,6 +78,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # targets (1 - e) one-hot + e / classes (Szegedy et al. 2016)
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr down to 0 at max_epochs, every step
     warmup_epochs: float = 0.0  # linear warm-up to lr over these (fractional) epochs, every step
+    sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
 
     def __post_init__(self):
         self.label_smoothing = _check_number("label_smoothing", self.label_smoothing, 0.0, 0.99)
@@ -205,6 +206,8 @@ class CatalogConfig:
     root: str
     max_bad_fraction: float = 0.01
     max_pixels: int = 40_000_000
+    # column -> number | boolean | text where the guess from the values is wrong (fashionrec.attributes)
+    types: dict[str, Literal["number", "boolean", "text"]] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,6 +235,14 @@ class IndexConfig:
     workers: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
+    # hybrid re-ranking (fashionrec.hybrid): catalog column -> weight of its agreement with the query
+    rerank: dict[str, float] = field(default_factory=dict)
+    rerank_band: float = 0.2  # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)
+
+    def __post_init__(self):
+        for column, weight in self.rerank.items():
+            _check_number(f"rerank.{column}", weight, 0.0, math.inf)
+        self.rerank_band = _check_number("rerank_band", self.rerank_band, 0.0, math.inf)
 
     @property
     def extractor_runs(self) -> list[str]:
@@ -253,6 +264,8 @@ def _type_name(tp) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping of {} to {}".format(*(_type_name(a) for a in typing.get_args(tp)))
     if origin is tuple:
         return "list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
@@ -291,6 +304,12 @@ def _coerce(value, tp, where_key: str, src: str):
             raise _Mismatch
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{where_key}[{i}]", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch
+        key_tp, value_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, where_key, src): _coerce(v, value_tp, f"{where_key}.{k}", src)
+                for k, v in value.items()}
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

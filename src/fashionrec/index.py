@@ -4,9 +4,10 @@
 
     index/
       features.npy   float32 (n, D): the extractors' pooled features, concatenated, raw
-      items.csv      id, path, known labels (from the catalog), predicted labels (pred_<task>)
+      items.csv      id, path, the catalog's attribute columns as written, predicted labels (pred_<task>)
       index.json     extractors (run, task, arch, engine, weights sha256, block), dimension,
-                     normalisation, backend and its parameters, catalog root, toolkit version
+                     normalisation, backend and its parameters, catalog root, toolkit version,
+                     attribute types ({"price": "number", ...}) and the hybrid re-ranking weights
       bad_images.txt images of the catalog that could not be decoded (if any)
 
 ``features.npy`` always holds the raw features; ``l2_normalize`` (per extractor block) and each
@@ -18,6 +19,11 @@ directory is written under a temporary name and swapped in, so a kill leaves the
 the new one. With ``faiss-ivfpq`` (a catalog past memory) ``features.npy`` is memory-mapped, not
 read: the compressed structure in ``knn/`` re-ranks from it, transforming the candidates' rows
 as they are read (``TransformedRows``), so no normalised copy is stored.
+
+Attributes (:mod:`fashionrec.attributes`) are typed and checked when indexing and ``--append``;
+:func:`update_index` changes their values without extracting anything (``features.npy`` and the
+search structure are hard-linked into the new folder, byte for byte the same) and
+:func:`remove_items` takes items out (ids renumbered, search structure rebuilt).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +50,19 @@ from .artifacts import (
     write_json,
     write_text,
 )
+from .attributes import (
+    AttributeTable,
+    attribute_types,
+    bad_value,
+    check_columns,
+    parses_as,
+    read_types_sidecar,
+    types_sidecar,
+)
+from .attributes import type_columns as type_attribute_columns
 from .config import IndexConfig
-from .data.catalog import read_catalog
+from .data.catalog import read_catalog, read_csv_rows
+from .distributed import env_rank
 from .errors import UserError
 from .features import FeatureExtractor
 from .knn import EXTERNAL_VECTOR_BACKENDS, KNNIndex, TransformedRows
@@ -70,6 +88,14 @@ class CatalogIndex:
     items: list[dict]  # one dict per row of items.csv, in id order
     meta: dict
     knn: KNNIndex
+    _attributes: AttributeTable | None = field(default=None, repr=False, compare=False)
+
+    def attributes(self) -> AttributeTable:
+        """The items' attributes as typed numpy columns (built once per loaded index)."""
+        if self._attributes is None:
+            self._attributes = AttributeTable(self.items, attribute_types(self.meta, self.items),
+                                              source=self.directory / "items.csv")
+        return self._attributes
 
     @property
     def root(self) -> Path:
@@ -80,8 +106,11 @@ class CatalogIndex:
         return search_transform(features, self.meta["blocks"], self.meta.get("l2_normalize", False),
                                 extractor_weights(self.meta))
 
-    def query(self, raw_features: np.ndarray, k: int, exclude=None):
-        return self.knn.query(self.search_vectors(raw_features), k, exclude=exclude)
+    def query(self, raw_features: np.ndarray, k: int, exclude=None, allowed=None):
+        """``k`` nearest items of raw query features; ``allowed`` (bool, (n_items,)) keeps only those
+        items (fewer matches: padded with id -1 at distance inf)."""
+        extra = {} if allowed is None else {"allowed": allowed}  # the plain call of any KNNIndex
+        return self.knn.query(self.search_vectors(raw_features), k, exclude=exclude, **extra)
 
     @classmethod
     def load(cls, directory) -> CatalogIndex:
@@ -162,6 +191,16 @@ def _check_meta(path: Path, meta: dict) -> None:
             raise UserError(f"{path}: key 'catalog.{key}' must be a string")
     if not isinstance(meta["backend_params"].get("backend"), str):
         raise UserError(f"{path}: key 'backend_params.backend' must be a string")
+    attributes = meta.get("attributes", {})
+    if not isinstance(attributes, dict) or any(t not in ("number", "boolean", "text") for t in attributes.values()):
+        raise UserError(f"{path}: key 'attributes' must map columns to number, boolean or text; got {attributes!r:.80}")
+    rerank = meta.get("rerank", {"weights": {}})
+    weights = rerank.get("weights") if isinstance(rerank, dict) else None
+    if not (isinstance(weights, dict) and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                              for w in weights.values())
+            and isinstance(rerank.get("band", 0.2), (int, float)) and rerank.get("band", 0.2) >= 0):
+        raise UserError(f"{path}: key 'rerank' must be {{'weights': {{column: number >= 0}}, 'band': number >= 0}}; "
+                        f"got {rerank!r:.80}")
 
 
 def resolve_run(directory: Path, extractor: dict) -> Path:
@@ -201,8 +240,13 @@ def _same_extractors(old: list[dict], new: list[dict]) -> bool:
     return key(old) == key(new)
 
 
-def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, log=print, wait: bool = True) -> Path:
+def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, log=print, wait: bool = True,
+                types: dict[str, str] | None = None) -> Path:
     """Extract the catalog with the configured runs and write the index directory.
+
+    The catalog's attribute columns are typed (guessed, then ``<catalog>.types.json``, then
+    ``cfg.catalog.types``, then ``types``, e.g. ``--types``) and every value is checked before any
+    image is read; ``--append`` checks its new rows against the index's types.
 
     One writer at a time: the index's lock is held from reading the old index to swapping in
     the new one, so concurrent ``--append`` runs queue (``wait=False``: fail at once instead)
@@ -210,13 +254,32 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
     before any image is read.
     """
     out = Path(cfg.output)
+    if env_rank() != 0:  # another rank of a torchrun build: it extracts its shard, rank 0 locks and writes
+        return _build_index(cfg, out, append, False, lambda *_: None, types or {})
     ensure_writable(out)
     check_replaceable(out, INDEX_KIND)
     with exclusive_lock(out, wait=wait, what="index"):
-        return _build_index(cfg, out, append, progress, log)
+        return _build_index(cfg, out, append, progress, log, types or {})
 
 
-def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log) -> Path:
+def _declared_types(cfg: IndexConfig, types: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each declared column type with where it was declared (the later source wins)."""
+    declared = {}
+    if cfg.catalog.format == "csv":
+        declared.update({c: (t, str(types_sidecar(cfg.catalog.root)))
+                         for c, t in read_types_sidecar(cfg.catalog.root).items()})
+    declared.update({c: (t, "catalog.types") for c, t in cfg.catalog.types.items()})
+    declared.update({c: (t, "--types") for c, t in types.items()})
+    return declared
+
+
+def _rerank_meta(cfg: IndexConfig, types: dict[str, str]) -> dict:
+    """index.json's ``rerank``: the config's weights (columns checked), recorded at every write."""
+    check_columns("index config rerank", cfg.rerank, types)
+    return {"weights": {c: w for c, w in cfg.rerank.items() if w > 0}, "band": cfg.rerank_band}
+
+
+def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log, types: dict[str, str]) -> Path:
     root, paths, known = read_catalog(cfg.catalog.root, cfg.catalog.format)
     old = None
     if append:
@@ -240,12 +303,19 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log)
             return out
         paths = [paths[i] for i in new_rows]
         known = {c: [v[i] for i in new_rows] for c, v in known.items()}
+    # every value checked before any image is read; --append keeps the index's types
+    old_types = attribute_types(old.meta, old.items) if old else {}
+    new_types = type_attribute_columns(cfg.catalog.root, known, paths, _declared_types(cfg, types), fixed=old_types)
+    attributes = dict(old_types, **new_types)
+    rerank = _rerank_meta(cfg, attributes)
 
     log(f"extracting {len(paths)} images from {root} with {len(extractor.runs)} extractor(s) "
         f"({' + '.join(str(b - a) for a, b in extractor.blocks)} = {extractor.dim}-d)")
     feats, probs, rows, bad = extractor.extract_catalog(
         root, paths, batch_size=cfg.batch_size, workers=cfg.workers, progress=progress,
         max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels)
+    if feats is None:  # not rank 0 of a torchrun build: its shard went to rank 0
+        return out
     if not np.isfinite(feats).all():  # e.g. weights that diverged: an index of NaNs would answer nothing
         raise UserError(f"{', '.join(str(r) for r in cfg.extractor_runs)}: the extractors produced NaN or infinite "
                         f"features; check their training (history.png) before indexing with them")
@@ -290,10 +360,124 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log)
         "catalog": {"root": str(root_abs), "root_relative": os.path.relpath(root_abs, out.resolve()),
                     "format": cfg.catalog.format, "source": str(cfg.catalog.root)},
         "label_columns": [c for c in columns if c not in ("id", "path")],
+        "attributes": attributes,
+        "rerank": rerank,
     }
     CatalogIndex(out, features, items, meta, knn).save(out, bad=bad)
     if bad:
         log(f"skipped {len(bad)} unreadable image(s); listed in {out / 'bad_images.txt'}")
     log(f"{'appended' if old else 'indexed'} {len(rows)} images: {len(items)} items x {extractor.dim}-d, "
         f"backend {meta['backend_params']['backend']}")
+    return out
+
+
+# --------------------------------------------------------------------------- editing without extracting
+
+
+def _existing(out: Path, option: str) -> CatalogIndex:
+    if not (out / "index.json").is_file():
+        raise UserError(f"{out}: {option} needs an existing index")
+    return CatalogIndex.load(out)
+
+
+def _link_or_copy(src, dst) -> None:
+    """Hard-link (the same bytes, no copy); copy where the file system cannot link."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def update_index(cfg: IndexConfig, csv_path, wait: bool = True, log=print) -> Path:
+    """Change attribute values of indexed items, e.g. stock and price, without extracting anything.
+
+    ``csv_path`` has a ``path`` column (as in the catalog, relative to its folder) and any of the
+    index's attribute columns; each value replaces the item's (an empty cell makes it missing).
+    A path that is not in the index, a column that is not an attribute or a value that does not
+    parse as its column's type is one error naming the file and line, and nothing is changed. The
+    new index folder hard-links ``features.npy`` and the saved search structure (byte for byte the
+    old ones); ``index.json`` records the config's ``rerank`` again. ``retrieval.json`` is not carried
+    over (its filtered numbers may be stale): run ``evaluate --index`` again.
+    """
+    out = Path(cfg.output)
+    with exclusive_lock(out, wait=wait, what="index"):
+        index = _existing(out, "--update")
+        header, rows = read_csv_rows(csv_path)
+        types = attribute_types(index.meta, index.items)
+        columns = [h for h in header if h != "path"]
+        for c in columns:
+            if c not in types:
+                raise UserError(f"{csv_path}:1: column '{c}' is not an attribute of the index {out} (its attributes: "
+                                f"{', '.join(types) or 'none'}); --update changes values, a new column needs a rebuild")
+        by_path = {it["path"]: i for i, it in enumerate(index.items)}
+        unknown = [(ln, r["path"]) for ln, r in rows if r["path"] not in by_path]
+        if unknown:
+            more = f" (+{len(unknown) - 1} more unknown paths)" if len(unknown) > 1 else ""
+            raise UserError(f"{csv_path}:{unknown[0][0]}: '{unknown[0][1]}' is not in the index {out}{more}; "
+                            f"nothing was changed")
+        for ln, r in rows:
+            for c in columns:
+                if r[c] and not parses_as(r[c], types[c]):
+                    raise bad_value(f"{csv_path}:{ln}", c, r[c], types[c], "in the index")
+        items = [dict(it) for it in index.items]
+        changed = 0
+        for _, r in rows:  # a path listed twice: the later row wins
+            item = items[by_path[r["path"]]]
+            for c in columns:
+                changed += (item.get(c) or "") != r[c]
+                item[c] = r[c]
+        meta = dict(index.meta, attributes=types, rerank=_rerank_meta(cfg, types))
+        columns_out = ["id", "path"] + list(meta["label_columns"])
+        with atomic_dir(out, kind=INDEX_KIND) as tmp:
+            for name in ("features.npy", "bad_images.txt"):
+                if (out / name).is_file():
+                    _link_or_copy(out / name, tmp / name)
+            if (out / APPROX_DIR).is_dir():
+                shutil.copytree(out / APPROX_DIR, tmp / APPROX_DIR, copy_function=_link_or_copy)
+            write_text(tmp / "items.csv", items_csv_text(items, columns_out))
+            write_json(tmp / "index.json", dict(meta, n_items=len(items)))
+    log(f"updated {changed} value(s) of {len(rows)} item(s) from {csv_path}; features and the search structure "
+        f"are unchanged (linked, nothing extracted)")
+    return out
+
+
+def remove_items(cfg: IndexConfig, targets, wait: bool = True, progress: bool = True, log=print) -> Path:
+    """Take items out of the index: ``targets`` are CSV files with a ``path`` column, or item paths.
+
+    Their rows leave ``features.npy`` and ``items.csv``, the others are renumbered 0..n-1 in their
+    order, and the search structure is rebuilt over what is left (an approximate one is trained
+    again). A path that is not in the index is one error, and nothing is changed.
+    """
+    out = Path(cfg.output)
+    with exclusive_lock(out, wait=wait, what="index"):
+        index = _existing(out, "--remove")
+        by_path = {it["path"]: i for i, it in enumerate(index.items)}
+        drop = set()
+        for target in targets:
+            if str(target).lower().endswith(".csv") and Path(target).is_file():
+                listed = [(f"{target}:{ln}", r["path"]) for ln, r in read_csv_rows(target)[1]]
+            else:
+                listed = [(f"--remove {target}", Path(target).as_posix())]
+            for where, p in listed:
+                if p not in by_path:
+                    raise UserError(f"{where}: '{p}' is not in the index {out}; nothing was changed")
+                drop.add(by_path[p])
+        keep = np.ones(len(index.items), bool)
+        keep[sorted(drop)] = False
+        if not keep.any():
+            raise UserError(f"{out}: --remove would remove every item; delete the index folder instead")
+        features = np.asarray(index.features[keep], np.float32)
+        items = [dict(it, id=str(j)) for j, it in enumerate(it for it, k in zip(index.items, keep) if k)]
+        types = attribute_types(index.meta, index.items)
+        meta = dict(index.meta, attributes=types, rerank=_rerank_meta(cfg, types))
+        backend = index.meta["backend_params"]["backend"]
+        vectors = search_transform(features, index.meta["blocks"], index.meta["l2_normalize"],
+                                   extractor_weights(index.meta))
+        knn = KNNIndex(backend=backend).fit(vectors, progress=progress)
+        bad = {}
+        if (out / "bad_images.txt").is_file():
+            bad = dict(line.split("\t", 1) for line in (out / "bad_images.txt").read_text().splitlines() if line)
+        CatalogIndex(out, features, items, meta, knn).save(out, bad=bad)
+    log(f"removed {len(drop)} item(s): {len(items)} left, ids renumbered 0..{len(items) - 1}; search structure "
+        f"({knn.get_params()['backend']}) rebuilt")
     return out

@@ -2,11 +2,19 @@
 
 :func:`create_app` wraps a loaded :class:`~fashionrec.recommend.Recommender` in a FastAPI app::
 
-    POST /recommend            multipart upload ``image`` (+ ``k``) -> predicted labels, top-k items
-    GET  /items/{id}/similar   neighbours of a catalog item (``k``)
+    POST /recommend            multipart upload ``image`` (+ ``k`` and the query options) -> predicted labels, top-k
+    GET  /items/{id}/similar   neighbours of a catalog item (``k`` and the query options as query parameters)
     GET  /items/{id}/image     the catalog image
+    GET  /attributes           the catalog's attributes (type, range or values) and the index's re-rank weights
     GET  /healthz              liveness and what is loaded
     GET  /                     the web page; /docs and /openapi.json describe the API
+
+The query options, form fields of ``/recommend`` and query parameters of ``/similar``, are those of
+:meth:`Recommender.recommend <fashionrec.recommend.Recommender.recommend>`: ``where`` (repeated, ANDed:
+``?where=gender%3Dwomen&where=price%3C%3D50``), ``rerank`` (``column=weight``, repeated or
+comma-separated), ``band``, ``prefer`` (``column=value``, repeated) and ``explain``. Every result
+carries the item's ``attributes``. A bad expression is a 400 with the library's one-line message;
+a filter that matches nothing is a 200 with no results and the library's ``reason``.
 
 Uploads that arrive together share one forward pass (:class:`MicroBatcher`): on a CPU a batch
 of 8 costs much less than 8 single passes, so concurrent customers wait less. The network runs
@@ -20,6 +28,7 @@ import asyncio
 import queue
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -30,19 +39,28 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .attributes import parse_assignments
 from .data.images import DEFAULT_MAX_PIXELS, decode_image
 from .errors import UserError
-from .recommend import Recommender
+from .hybrid import DEFAULT_BAND, check_weight
+from .recommend import Recommender, prepare_query
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_K = 100
+WHERE_HELP = ("filter expressions, ANDed (repeat the field): gender=women, colour=red|blue, price<=50, "
+              "brand!=Aurel, in_stock, !in_stock")
+RERANK_HELP = "re-rank weights over the index's, column=weight (repeat or comma-separate; 0 drops a term)"
+BAND_HELP = "relative band within which a number column agrees (0.2: within 20 %)"
+PREFER_HELP = "the query's value of a re-ranked column, column=value (repeat the field)"
+EXPLAIN_HELP = "add each result's parts of the hybrid score"
 
 
 class MicroBatcher:
     """Run ``fn(items) -> results`` on batches of items submitted from any thread.
 
     One worker thread takes the first waiting item, then whatever else arrives within
-    ``max_wait_s`` (up to ``max_batch``), and calls ``fn`` once for all of them.
+    ``max_wait_s`` (up to ``max_batch``), and calls ``fn`` once for all of them. An exception
+    ``fn`` raises fails every item of the batch; one it returns in an item's place fails that item.
     """
 
     def __init__(self, fn, max_batch: int = 16, max_wait_s: float = 0.005):
@@ -73,11 +91,39 @@ class MicroBatcher:
                     future.set_exception(e)
                 continue
             for (_, future), result in zip(batch, results):
-                future.set_result(result)
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """A request's filter and re-ranking as sent, hashable so that batched uploads asking the same are ranked
+    together."""
+
+    where: tuple[str, ...] = ()
+    rerank: tuple[tuple[str, float], ...] = ()
+    band: float | None = None
+    prefer: tuple[tuple[str, str], ...] = ()
+    explain: bool = False
+
+    @classmethod
+    def parse(cls, where=(), rerank=(), band=None, prefer=(), explain=False) -> RequestOptions:
+        """From the HTTP fields; ``rerank`` and ``prefer`` are ``column=value`` texts (the library checks the
+        columns and the filter expressions)."""
+        weights = {c: check_weight(f"rerank {c}", w) for c, w in parse_assignments("rerank", rerank).items()}
+        preferred = parse_assignments("prefer", prefer, split_commas=False)
+        return cls(tuple(where), tuple(weights.items()), band, tuple(preferred.items()), bool(explain))
+
+    def query_kwargs(self) -> dict:
+        """The keyword arguments of :func:`~fashionrec.recommend.prepare_query`."""
+        return {"where": list(self.where) or None, "rerank": dict(self.rerank) or None, "band": self.band,
+                "prefer": dict(self.prefer) or None}
 
 
 class _BodyTooLarge(Exception):
@@ -142,14 +188,26 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
     tasks = [e["task"] for e in recommender.index.meta["extractors"]]
     root = Path(recommender.index.root).resolve()
 
-    def recommend_batch(requests):  # [(image, k)] -> [result], in the batcher's thread
-        images, ks = zip(*requests)
+    def recommend_batch(requests):  # [(image, k, options, prepared)] -> [result or UserError], in the batcher's thread
+        images, ks, options, prepared = zip(*requests)
         feats, probs = recommender.extractor.extract_images(list(images))
-        results = recommender.rank(feats, probs, max(ks), [f"upload {i}" for i in range(len(images))])
-        for r, k in zip(results, ks):
-            r["results"] = r["results"][:k]
-            del r["query"]
-        return results
+        # one forward pass for all; ranked per (k, options): the hybrid pool depends on k, so a shorter
+        # list cut from a longer one could differ from what the library answers for that k
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(zip(ks, options)):
+            groups.setdefault(key, []).append(i)
+        out: list = [None] * len(requests)
+        for (k, opts), rows in groups.items():
+            try:
+                results = recommender.rank(feats[rows], [p[rows] for p in probs], k, [f"upload {i}" for i in rows],
+                                           options=prepared[rows[0]], explain=opts.explain)
+            except UserError as e:  # this request's options, not the batch's fault
+                results = [e] * len(rows)
+            for i, r in zip(rows, results):
+                if isinstance(r, dict):
+                    r.pop("query", None)
+                out[i] = r
+        return out
 
     batcher = MicroBatcher(recommend_batch, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
     app = FastAPI(title="fashionrec", version=__version__,
@@ -185,11 +243,25 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
         return path
 
     def with_urls(results: list[dict]) -> list[dict]:
-        return [dict(r, image_url=f"/items/{r['id']}/image") for r in results]
+        """Each result with its image URL and its attribute values (the page shows them and checks filters)."""
+        return [dict({"attributes": recommender.item_attributes(r["id"])}, **r, image_url=f"/items/{r['id']}/image")
+                for r in results]
+
+    def answer(k: int, result: dict, **extra) -> dict:
+        """The library's answer (``filter``, ``reason``, ``rerank``... as it gives them) with image URLs."""
+        return {"k": k, **extra, **{key: v for key, v in result.items() if key not in ("item", "results")},
+                "results": with_urls(result["results"])}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
         return resources.files("fashionrec").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/attributes")
+    def attributes():
+        """The catalog's attributes, for building filters: per column ``{"type": "number", "min", "max"}``,
+        ``{"type": "boolean"}`` or ``{"type": "text", "values", "n_values"}``; and the index's re-rank weights."""
+        return {"attributes": recommender.attribute_schema(),
+                "rerank": recommender.index.meta.get("rerank") or {"weights": {}, "band": DEFAULT_BAND}}
 
     @app.get("/healthz")
     def healthz():
@@ -199,24 +271,38 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
 
     @app.post("/recommend")
     async def recommend(image: UploadFile = File(..., description="a photo (JPEG, PNG, WebP, ...)"),
-                        k: int = Form(5, ge=1, le=max_k, description="how many items")):
+                        k: int = Form(5, ge=1, le=max_k, description="how many items"),
+                        where: list[str] = Form([], description=WHERE_HELP),
+                        rerank: list[str] = Form([], description=RERANK_HELP),
+                        band: float | None = Form(None, ge=0, description=BAND_HELP),
+                        prefer: list[str] = Form([], description=PREFER_HELP),
+                        explain: bool = Form(False, description=EXPLAIN_HELP)):
         """Each extractor's predicted label of the uploaded photo (category, texture, ...), and the ``k``
-        most similar items."""
+        most similar items that pass the filter."""
+        options = RequestOptions.parse(where, rerank, band, prefer, explain)
+        # checked (and the filter's mask drawn) before the upload is decoded: a bad expression costs no forward pass
+        prepared = await run_in_threadpool(prepare_query, recommender.index, **options.query_kwargs())
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload is over the limit of {max_upload_bytes} bytes")
         name = image.filename or "upload"
         img = await run_in_threadpool(decode_image, data, max_pixels, name, recommender.extractor.input_size)
-        result = await asyncio.wrap_future(batcher.submit((img, k)))
-        return {"k": k, "predicted": result["predicted"], "results": with_urls(result["results"])}
+        result = await asyncio.wrap_future(batcher.submit((img, k, options, prepared)))
+        return answer(k, result)
 
     @app.get("/items/{item_id}/similar")
-    async def similar(item_id: int, k: int = Query(5, ge=1, le=max_k)):
-        """The ``k`` catalog items most similar to item ``item_id`` (itself left out)."""
+    async def similar(item_id: int, k: int = Query(5, ge=1, le=max_k),
+                      where: list[str] = Query([], description=WHERE_HELP),
+                      rerank: list[str] = Query([], description=RERANK_HELP),
+                      band: float | None = Query(None, ge=0, description=BAND_HELP),
+                      prefer: list[str] = Query([], description=PREFER_HELP),
+                      explain: bool = Query(False, description=EXPLAIN_HELP)):
+        """The ``k`` catalog items most similar to item ``item_id`` (itself left out) that pass the filter."""
         check_item(item_id)
-        result = await run_in_threadpool(recommender.similar, item_id, min(k, n_items - 1) or 1)
-        item = dict(result["item"], image_url=f"/items/{item_id}/image")
-        return {"k": k, "item": item, "results": with_urls(result["results"])}
+        options = RequestOptions.parse(where, rerank, band, prefer, explain)
+        result = await run_in_threadpool(recommender.similar, item_id, min(k, n_items - 1) or 1,
+                                         explain=options.explain, **options.query_kwargs())
+        return answer(k, result, item=dict(result["item"], image_url=f"/items/{item_id}/image"))
 
     @app.get("/items/{item_id}/image", response_class=FileResponse)
     def item_image(item_id: int):

@@ -13,7 +13,7 @@ Patterns are sized relative to the image, so they survive a downscale to 64 px.
   names and the awkward details of the real files (names with spaces, zero-padded labels,
   multi-label textures, images without any texture attribute);
 * ``fashion/`` -- ``images/<id>.jpg`` with ``category.csv``, ``texture.csv`` (``path,label``)
-  and ``catalog.csv`` (``path,category,texture``);
+  and ``catalog.csv`` (``path,category,texture`` and shop columns: gender, brand, colour, price, in_stock);
 * ``inshop/`` -- DeepFashion In-shop Clothes Retrieval (``img/<gender>/<section>/<item>/01_1_front.jpg``,
   ``Eval/list_eval_partition.txt`` with train / query / gallery): 3-5 views of each garment
   (other background, scale, pose, close-up crop), for the metric stage.

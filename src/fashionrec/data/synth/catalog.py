@@ -51,7 +51,7 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
       ...), about 10% get no positive texture attribute at all, some rows write the category
       label zero-padded (``018``).
     * ``out_dir/fashion``: ``images/000001.jpg`` ... with ``category.csv`` and ``texture.csv``
-      (``path,label``, every image in both) and ``catalog.csv`` (``path,category,texture``). No
+      (``path,label``, every image in both) and ``catalog.csv`` (``path,category,texture`` + shop columns). No
       split column: the reader draws the stratified 80/20 split.
     * ``out_dir/inshop``: DeepFashion In-shop Clothes Retrieval layout: 3-5 views of each item
       (``img/WOMEN/Dresses/id_00000001/01_1_front.jpg``; other background, scale, pose, crop),
