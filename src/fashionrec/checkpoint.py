@@ -15,6 +15,11 @@ was never interrupted.
 
 Keys other than the bookkeeping ones (``init`` above) are the run's own ``meta``, kept across
 a resume.
+
+In a data-parallel run only rank 0 opens and updates the checkpoint; the other ranks mirror its
+bookkeeping (:meth:`Checkpoint.state`, :meth:`Checkpoint.restore`) so that they stop with it, and
+read the weights and optimiser of ``last/`` themselves to resume (so across machines the run folder
+must be on a filesystem they all see, like the data).
 """
 
 from __future__ import annotations
@@ -93,7 +98,20 @@ class Checkpoint:
 
     def load_training_state(self, clf) -> None:
         """Weights and optimiser of the last completed epoch (after ``open`` returned True)."""
+        if not self.state_file.is_file():  # rank 0 found it: this rank runs on a machine that does not see it
+            raise UserError(f"{self.last_dir}: not found on this machine; to --resume a run on several machines, "
+                            f"its run folder must be on a filesystem they all share")
         clf.load_training_state(self.last_dir)
+
+    def state(self) -> dict:
+        """The bookkeeping as JSON-able values (what rank 0 sends the other ranks)."""
+        return {"epoch": self.epoch, "best_epoch": self.best_epoch, "best_value": self.best_value,
+                "bad_epochs": self.bad_epochs, "history": self.history, "meta": self.meta}
+
+    def restore(self, state: dict) -> None:
+        """Take over another rank's :meth:`state` (nothing is read or written)."""
+        self.epoch, self.best_epoch, self.best_value = state["epoch"], state["best_epoch"], state["best_value"]
+        self.bad_epochs, self.history, self.meta = state["bad_epochs"], state["history"], state["meta"]
 
     @property
     def _best_key(self) -> str:

@@ -3,6 +3,11 @@
 Following Tuinhof et al. (2018), the catalog representation is ``[F_category, F_texture]``:
 each network's pooled penultimate feature (1024-d for BN-Inception), concatenated. Each
 network also predicts its task's label, which ``recommend`` shows for the query.
+
+Under torchrun (``torchrun ... -m fashionrec index``) each rank extracts a contiguous run of the
+catalog's batches, the very batches one process would make, and rank 0 gathers them in catalog
+order: the features are the same bytes as a one-process build's (on the CPU), and images no rank
+could decode are counted over all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.images import decode_image, resize
 from .data.loader import BatchLoader, ImageSource
 from .errors import UserError
@@ -81,20 +87,46 @@ class FeatureExtractor:
 
     def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
                         max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):
-        """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason})."""
-        loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
-                             max_bad_fraction=max_bad_fraction, max_pixels=max_pixels)
-        feats, probs, rows = [], [[] for _ in self.classifiers], []
-        try:
-            for x, _, idx in tqdm(loader.epoch(0), total=len(loader), desc="extract", unit="batch",
-                                  disable=not progress):
-                f, p = self.extract_batch(x)
-                feats.append(f)
-                for acc, pi in zip(probs, p):
-                    acc.append(pi)
-                rows.append(idx)
-        finally:
-            loader.close()
-        if not feats:
+        """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason}).
+
+        Under torchrun every rank calls it: each extracts its shard, rank 0 returns the whole catalog's
+        arrays and the others (None, None, None, bad)."""
+        with distributed.session(self.classifiers[0].device) as world:
+            loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
+                                 max_bad_fraction=max_bad_fraction, max_pixels=max_pixels,
+                                 rank=world.rank, world_size=world.size, shard_by="range")
+            # empty first parts: a rank whose shard is empty or all undecodable still has the arrays' shapes
+            feats = [np.zeros((0, self.dim), np.float32)]
+            probs = [[np.zeros((0, c.num_classes), np.float32)] for c in self.classifiers]
+            rows = [np.zeros(0, np.int64)]
+            try:
+                for x, _, idx in tqdm(loader.epoch(0), total=len(loader), desc="extract", unit="batch",
+                                      disable=not progress or not world.is_main):
+                    f, p = self.extract_batch(x)
+                    feats.append(f)
+                    for acc, pi in zip(probs, p):
+                        acc.append(pi.astype(np.float32, copy=False))
+                    rows.append(np.asarray(idx, np.int64))
+            finally:
+                loader.close()
+            feats, probs, rows = np.concatenate(feats), [np.concatenate(p) for p in probs], np.concatenate(rows)
+            if world.enabled:
+                return self._gather_shards(world, loader, root, feats, probs, rows)
+        if not len(feats):
             raise UserError(f"{root}: no image of the catalog could be decoded")
-        return (np.concatenate(feats), [np.concatenate(p) for p in probs], np.concatenate(rows), loader.bad)
+        return feats, probs, rows, loader.bad
+
+    @staticmethod
+    def _gather_shards(world, loader: BatchLoader, root, feats, probs, rows):
+        """Rank 0: every rank's shard in rank order, which is catalog order; the bad images of all ranks."""
+        kept, bad_count, seen = (int(v) for v in world.sum([len(rows), len(loader.bad), loader.seen]))
+        bad = {p: r for part in world.all_gather_json(loader.bad) for p, r in part.items()}
+        loader.check_bad(bad_count, seen, final=True)  # the same limit, over the whole catalog, on every rank
+        if not kept:
+            raise UserError(f"{root}: no image of the catalog could be decoded")
+        feats = world.gather_arrays(feats)
+        probs = [world.gather_arrays(p) for p in probs]
+        rows = world.gather_arrays(rows)
+        if not world.is_main:
+            return None, None, None, bad
+        return np.concatenate(feats), [np.concatenate(p) for p in probs], np.concatenate(rows), bad

@@ -6,6 +6,13 @@ business: the classification stages watch the validation loss, so the best epoch
 the run's result, and training stops after ``patience`` epochs without a lower validation loss
 or at ``max_epochs``. An interrupted run resumes from its last completed epoch and ends with the
 same epochs and history as one that was never interrupted.
+
+Under torchrun (:mod:`fashionrec.distributed`) the same loop runs on every rank: each trains on its
+share of every global batch (``train.batch_size`` and ``train.lr`` are the run's; DistributedDataParallel
+averages the gradients, ``train.sync_bn`` synchronises BatchNorm), validates its share of the
+validation images, and the sums (of losses and of correct answers, not means of means) are added
+over the ranks. Rank 0 alone writes the run folder and decides early stopping, and tells the others;
+every history row and ``model.json`` record ``world_size`` and the global ``batch_size``.
 """
 
 from __future__ import annotations
@@ -13,20 +20,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import metrics as M
 from .artifacts import check_replaceable, ensure_writable, exclusive_lock, write_text
 from .checkpoint import Checkpoint
 from .config import StageConfig, dump_yaml
 from .data.loader import BatchLoader
 from .data.readers import load_manifest
+from .distributed import SINGLE, StopSignals, World
 from .engines.factory import build_classifier
 from .engines.registry import weights_file
 from .errors import TrainingInterrupted, UserError
@@ -35,32 +43,42 @@ from .runs import RUN_KIND, load_classifier, normalization_record, sha256_file, 
 from .scalars import ScalarLog
 
 
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM behaves like Ctrl-C, so a killed job still leaves its last epoch on disk."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def make_loaders(cfg: StageConfig, manifest):
-    common = dict(input_size=cfg.model.input_size, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
-                  workers=cfg.train.workers, max_bad_fraction=cfg.data.max_bad_fraction,
-                  max_pixels=cfg.data.max_pixels)
-    train = BatchLoader(manifest.subset("train"), shuffle=True, augment=cfg.augment,
-                        limit_batches=cfg.train.limit_train_batches, **common)
-    val = BatchLoader(manifest.subset("val"), shuffle=False, **common)
+def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):
+    """(train, val) loaders; data-parallel, this rank's share of every training batch and its run of the
+    validation batches (of its share of the batch size)."""
+    common = dict(input_size=cfg.model.input_size, seed=cfg.train.seed, workers=cfg.train.workers,
+                  max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels,
+                  rank=world.rank, world_size=world.size)
+    train = BatchLoader(manifest.subset("train"), batch_size=cfg.train.batch_size, shuffle=True, augment=cfg.augment,
+                        limit_batches=cfg.train.limit_train_batches, shard_by="batch", **common)
+    val = BatchLoader(manifest.subset("val"), batch_size=world.local_batch(cfg.train.batch_size), shuffle=False,
+                      shard_by="range", **common)
     return train, val
+
+
+def agree_on_step(world: World, stop: StopSignals, loader: BatchLoader, images: int) -> int | None:
+    """Data-parallel: the ranks' one exchange before each step (a few numbers on the host). Raises
+    KeyboardInterrupt on every rank when any was asked to stop, DataError on every rank when too many
+    images were bad over all of them; returns the step's global batch, or None when some rank has no
+    image of it (all its images undecodable, or a last batch smaller than the ranks), which every rank
+    then skips."""
+    stopping, total, empty, bad, seen = world.sum([stop.requested, images, images == 0, len(loader.bad), loader.seen])
+    if stopping:
+        raise KeyboardInterrupt
+    loader.check_bad(int(bad), int(seen))
+    return None if empty else int(total)
+
+
+def open_checkpoint(checkpoint: Checkpoint, resume: bool, world: World) -> bool:
+    """Rank 0 opens the run's checkpoint (its errors reach every rank); the others mirror its bookkeeping."""
+    resumed, state = world.on_main(lambda: (checkpoint.open(resume), checkpoint.state()))
+    if not world.is_main:
+        checkpoint.restore(state)
+    return resumed
+
+
+def quiet(*_args) -> None:
+    """The log of ranks other than 0: one rank speaks for the run."""
 
 
 def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str) -> None:
@@ -78,26 +96,31 @@ def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str
 
 
 @contextmanager
-def run_folder(run_dir: Path, resume: bool, force: bool = False):
+def run_folder(run_dir: Path, resume: bool, force: bool = False, world: World = SINGLE):
     """Own ``run_dir`` for one training run: checked, locked, and not left half-made.
 
     The folder must be new, empty or a run (``--resume`` continues it; ``force`` replaces a
     finished one); a folder holding anything else is refused. One writer at a time: a second
     run into the same folder fails at once naming the first. A run that ends before its first
-    epoch is saved (bad data, a diverged loss) removes the folder it created. Yields a callable
-    that says whether an epoch was saved.
+    epoch is saved (bad data, a diverged loss) removes the folder it created. Yields a dict whose
+    ``epoch`` says whether an epoch was saved. Data-parallel, rank 0 owns the folder and the other
+    ranks learn whether it could.
     """
-    ensure_writable(run_dir)
-    check_replaceable(run_dir, RUN_KIND)
-    with exclusive_lock(run_dir, wait=False, what="run folder"):
-        if force and not resume and RUN_KIND.recognises(run_dir):
-            shutil.rmtree(run_dir)  # every entry is one a run writes (recognises checked it)
-        created = not run_dir.exists()
+    with ExitStack() as stack:
+        def own() -> bool:
+            ensure_writable(run_dir)
+            check_replaceable(run_dir, RUN_KIND)
+            stack.enter_context(exclusive_lock(run_dir, wait=False, what="run folder"))
+            if force and not resume and RUN_KIND.recognises(run_dir):
+                shutil.rmtree(run_dir)  # every entry is one a run writes (recognises checked it)
+            return not run_dir.exists()
+
+        created = world.on_main(own)
         saved = {"epoch": False}
         try:
             yield saved
         except BaseException:
-            if created and not saved["epoch"] and run_dir.is_dir():
+            if world.is_main and created and not saved["epoch"] and run_dir.is_dir():
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
@@ -110,22 +133,14 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     ``force`` replaces a finished run of the same name (never a folder holding other files).
     """
     init = init if init is not None else cfg.init
-    with run_folder(cfg.run_dir, resume, force) as saved:
-        return _train(cfg, resume, init, progress, log, saved)
+    distributed.check_engine(cfg.engine)
+    with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world) as saved:
+        return _train(cfg, resume, init, progress, log, saved, world)
 
 
-def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dict) -> Path:
-    run_dir, t = cfg.run_dir, cfg.train
-    if t.patience < 1:
-        raise UserError("train.patience: must be >= 1")
-    checkpoint = Checkpoint(run_dir, weights=weights_file(cfg.engine), patience=t.patience,
-                            monitor="val_loss", mode="min")
-    resumed = checkpoint.open(resume)
-    manifest = load_manifest(cfg.data, cfg.task)
-    manifest.check_trainable()
-    if t.top_k < 1:
-        raise UserError("train.top_k: must be >= 1")
-
+def _classifier(cfg: StageConfig, init, manifest, checkpoint: Checkpoint, resumed: bool):
+    """The classifier to train: built or loaded from ``init``, its optimiser, and ``last/`` when resuming."""
+    t = cfg.train
     if init is not None and not resumed:
         clf, init_info = load_classifier(init, device=t.device)
         if init_info["arch"] != cfg.model.arch:
@@ -137,15 +152,40 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
     else:
         clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=t.device, seed=t.seed)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum, label_smoothing=t.label_smoothing)
-
     if resumed:
         checkpoint.load_training_state(clf)
+    return clf
+
+
+def _start_run_folder(cfg, run_dir: Path, write_manifest) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    write_manifest(run_dir / "manifest.csv")
+
+
+def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dict, world: World) -> Path:
+    run_dir, t = cfg.run_dir, cfg.train
+    if t.patience < 1:
+        raise UserError("train.patience: must be >= 1")
+    world.local_batch(t.batch_size)  # the ranks share every batch evenly
+    if not world.is_main:
+        progress, log = False, quiet
+    checkpoint = Checkpoint(run_dir, weights=weights_file(cfg.engine), patience=t.patience,
+                            monitor="val_loss", mode="min")
+    resumed = open_checkpoint(checkpoint, resume, world)
+    manifest = load_manifest(cfg.data, cfg.task)
+    manifest.check_trainable()
+    if t.top_k < 1:
+        raise UserError("train.top_k: must be >= 1")
+
+    clf = world.everywhere(lambda: _classifier(cfg, init, manifest, checkpoint, resumed))
+    if resumed:
         log(f"resuming {run_dir} after epoch {checkpoint.epoch}")
     else:
         checkpoint.meta["init"] = str(init) if init else None  # kept in last/ for a resume's model.json
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        manifest.to_csv(run_dir / "manifest.csv")
+        world.on_main(lambda: _start_run_folder(cfg, run_dir, manifest.to_csv))
+    if world.enabled:
+        clf.distribute(sync_bn=t.sync_bn)
 
     info = {
         "engine": cfg.engine, "arch": cfg.model.arch, "task": cfg.task, "stage": cfg.stage,
@@ -153,39 +193,57 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
         "normalization": normalization_record(clf),
         "num_features": clf.num_features, "weights": checkpoint.weights, "top_k": t.top_k,
         "init": checkpoint.meta.get("init"), "device": clf.device,
+        "world_size": world.size, "batch_size": t.batch_size,  # how it was trained: ranks, global batch
     }
-    scalars = ScalarLog(run_dir, cfg.log.tensorboard, title=f"{cfg.stage} {cfg.model.arch} {cfg.task}")
-    train_loader, val_loader = make_loaders(cfg, manifest)
+    title = f"{cfg.stage} {cfg.model.arch} {cfg.task}"
+    scalars = ScalarLog(run_dir, cfg.log.tensorboard and world.is_main, title=title)
+    train_loader, val_loader = make_loaders(cfg, manifest, world)
     log(f"{cfg.stage} {cfg.model.arch} on {cfg.task}: {len(manifest.classes)} classes, "
         f"{len(train_loader.images)} train / {len(val_loader.images)} val images, "
-        f"engine {cfg.engine} on {clf.device} -> {run_dir}")
+        f"engine {cfg.engine} on {clf.device}" + (f" x {world.size} ranks ({world.backend})" if world.enabled else "")
+        + f" -> {run_dir}")
+    stop = StopSignals(world)
     try:
-        with sigterm_as_interrupt():
+        with stop.installed():
             for epoch in range(checkpoint.epoch + 1, t.max_epochs + 1):
                 if checkpoint.should_stop:  # also a resumed run that had already stopped early
                     break
-                row = _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress)
-                is_best = checkpoint.update(clf, row)
-                saved["epoch"] = True
-                scalars.write(row)
-                _write_results(run_dir, info, checkpoint, f"{cfg.stage} {cfg.model.arch} {cfg.task}")
-                log(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
-                    f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
-                    f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
+                row = _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress, world, stop)
+
+                def keep(row=row) -> dict:  # rank 0: the epoch on disk
+                    is_best = checkpoint.update(clf, row)
+                    saved["epoch"] = True
+                    scalars.write(row)
+                    _write_results(run_dir, info, checkpoint, title)
+                    log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
+                        f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
+                        f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
+                    return checkpoint.state()
+
+                state = world.on_main(keep)  # early stopping is rank 0's decision; the others take its state
+                if not world.is_main:
+                    checkpoint.restore(state)
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir, checkpoint.epoch) from None
     finally:
         train_loader.close()
         val_loader.close()
         scalars.close()
-    bad = {**train_loader.bad, **val_loader.bad}
-    if bad:
-        write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
-        log(f"skipped {len(bad)} unreadable image(s); listed in {run_dir / 'bad_images.txt'}")
+    write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
     if checkpoint.history:
         log(f"best epoch {checkpoint.best_epoch}: val loss {checkpoint.best_value:.3f}; "
             f"weights in {run_dir / info['weights']}")
     return run_dir
+
+
+def write_bad_images(run_dir: Path, bad: dict, world: World, log) -> None:
+    """``bad_images.txt``: the images no rank could decode (rank 0 writes it)."""
+    if world.enabled:
+        bad = {p: r for part in world.all_gather_json(bad) for p, r in part.items()}
+    if bad:
+        world.on_main(lambda: write_text(run_dir / "bad_images.txt",
+                                         "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items()))))
+        log(f"skipped {len(bad)} unreadable image(s); listed in {run_dir / 'bad_images.txt'}")
 
 
 def scheduled_lr(t, epoch: int, step: int, steps: int) -> float:
@@ -202,7 +260,8 @@ def scheduled_lr(t, epoch: int, step: int, steps: int) -> float:
     return t.lr
 
 
-def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool) -> dict:
+def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool, world: World = SINGLE,
+               stop: StopSignals | None = None) -> dict:
     clf.set_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: reproducible across resume
     t0 = time.perf_counter()
     loss_sum, correct, n = 0.0, 0, 0
@@ -214,26 +273,55 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         if scheduled:
             lr = scheduled_lr(cfg.train, epoch, step, steps)
             clf.set_lr(lr)
-        loss, logits = clf.train_step(x, y)
-        if not np.isfinite(loss):
-            raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
+        if world.enabled:
+            step_batch = agree_on_step(world, stop, train_loader, len(y))
+            if step_batch is None:
+                continue
+            loss, logits = clf.train_step(x, y, global_batch=step_batch)
+        else:
+            loss, logits = clf.train_step(x, y)
+            if not np.isfinite(loss):
+                raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
         loss_sum += loss * len(y)
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
-        bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
+        bar.set_postfix(loss=f"{loss_sum / max(n, 1):.3f}", acc=f"{correct / max(n, 1):.3f}")
+    if world.enabled:  # the epoch's sums over the ranks; a NaN on any rank shows in the sum
+        loss_sum, correct, n = world.sum([loss_sum, correct, n])
+        correct, n = int(correct), int(n)
+        if not np.isfinite(loss_sum):
+            raise UserError(f"training diverged at epoch {epoch} (loss {loss_sum}); lower train.lr")
+        train_loader.check_bad(*(int(v) for v in world.sum([len(train_loader.bad), train_loader.seen])), final=True)
     train_s = time.perf_counter() - t0
-    logits, labels, _ = predict_loader(clf, val_loader, desc="val", progress=progress)
-    if not np.isfinite(logits).all():  # the weights blew up after the last finite training loss
-        raise UserError(f"training diverged at epoch {epoch} (validation outputs are NaN or infinite); "
-                        f"lower train.lr")
+    val = _validate(clf, val_loader, cfg.train.top_k, epoch, world, progress)
     return {
         "epoch": epoch,
         "train_loss": loss_sum / max(n, 1),
         "train_acc": correct / max(n, 1),
-        "val_loss": M.cross_entropy(logits, labels),
-        "val_acc": M.accuracy(logits, labels),
-        "val_top_k": M.top_k_accuracy(logits, labels, cfg.train.top_k),
+        **val,
         "lr": lr,  # of the epoch's last step
+        "world_size": world.size, "batch_size": cfg.train.batch_size,  # ranks; the global batch
         "train_images_per_s": n / train_s if train_s > 0 else 0.0,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _validate(clf, loader, top_k: int, epoch: int, world: World, progress: bool) -> dict:
+    """Validation loss, accuracy and top-k accuracy; data-parallel, of every rank's share, from the sums of
+    the losses and of the correct answers over the ranks."""
+    logits, labels, _ = predict_loader(clf, loader, desc="val", progress=progress)
+    broken = not np.isfinite(logits).all()
+    m = len(labels)
+    if world.enabled:
+        parts = [M.cross_entropy(logits, labels) * m, (logits.argmax(1) == labels).sum(),
+                 M.top_k_accuracy(logits, labels, top_k) * m] if m and not broken else [0.0, 0, 0.0]
+        *sums, m, broken, bad, seen = world.sum(parts + [m, broken, len(loader.bad), loader.seen])
+        loader.check_bad(int(bad), int(seen), final=True)
+    if broken:  # the weights blew up after the last finite training loss
+        raise UserError(f"training diverged at epoch {epoch} (validation outputs are NaN or infinite); "
+                        f"lower train.lr")
+    if world.enabled:
+        loss, correct, top = (float(v) / max(m, 1) for v in sums)
+        return {"val_loss": loss, "val_acc": correct, "val_top_k": top}
+    return {"val_loss": M.cross_entropy(logits, labels), "val_acc": M.accuracy(logits, labels),
+            "val_top_k": M.top_k_accuracy(logits, labels, top_k)}

@@ -22,6 +22,19 @@ slow network and hold it in memory.
 
 Images that cannot be decoded are skipped and recorded in ``bad`` (path -> reason); when more
 than ``max_bad_fraction`` of the images seen are bad the loader raises a :class:`DataError`.
+
+Data-parallel runs (``world_size`` > 1, one loader per rank) share the epoch's order, still a
+function of (seed, epoch) alone, in one of two ways:
+
+- ``shard_by="batch"`` (training): every rank goes through every batch of ``batch_size`` (the
+  global batch) and takes its ``rank``-th contiguous share of it, so the ranks together see the
+  batches one process would, in the same order; every batch is yielded, empty ones too (all its
+  images on this rank undecodable), since the ranks step together;
+- ``shard_by="range"`` (evaluation, extraction): each rank takes a contiguous run of whole
+  batches, the very batches of a one-process run, so its outputs are the same bytes.
+
+A sharded loader counts its bad images but leaves the limit to its caller, who sums the counts
+over the ranks (:meth:`BatchLoader.check_bad`): every rank then stops on the same step.
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from .augment import Augmenter
 from .images import DEFAULT_MAX_PIXELS, decode_image, resize
 from .manifest import Manifest
 
+SHARDINGS = ("batch", "range")  # how a data-parallel run's ranks share an epoch (see the module's docstring)
 _STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
 
 
@@ -109,7 +123,7 @@ class BatchLoader:
                  augment: AugmentConfig | None = None, seed: int = 0, workers: int = 0,
                  drop_last: bool = False, max_bad_fraction: float = 0.01,
                  max_pixels: int = DEFAULT_MAX_PIXELS, limit_batches: int | None = None,
-                 prefetch: int | None = None):
+                 prefetch: int | None = None, rank: int = 0, world_size: int = 1, shard_by: str = "batch"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         if input_size < 16:
@@ -119,6 +133,10 @@ class BatchLoader:
         prefetch = 2 * workers + 1 if prefetch is None else prefetch
         if workers and prefetch < 1:
             raise ValueError(f"prefetch must be >= 1; got {prefetch}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) and world_size >= 1; got rank {rank} of {world_size}")
+        if shard_by not in SHARDINGS:
+            raise ValueError(f"shard_by must be one of {', '.join(SHARDINGS)}; got {shard_by!r}")
         self.images = images
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -128,6 +146,8 @@ class BatchLoader:
         self.max_bad_fraction = max_bad_fraction
         self.limit_batches = limit_batches
         self.prefetch = prefetch  # batches decoded ahead of the consumer (shared-memory slots)
+        self.rank, self.world_size, self.shard_by = rank, world_size, shard_by
+        self.sharded = world_size > 1
         self.bad: dict[str, str] = {}
         self._seen = 0
         augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
@@ -136,10 +156,27 @@ class BatchLoader:
         self._pool = None
         self._slots = None
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
+        """Batches of ``batch_size`` in an epoch, over all ranks."""
         n = len(self.images)
         batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return min(batches, self.limit_batches) if self.limit_batches else batches
+
+    def _batch_range(self) -> tuple[int, int]:
+        """The batches this rank loads: all of them (its share of each), or its contiguous run of them."""
+        total = self._num_batches()
+        if self.shard_by == "batch":
+            return 0, total
+        return total * self.rank // self.world_size, total * (self.rank + 1) // self.world_size
+
+    def __len__(self) -> int:
+        lo, hi = self._batch_range()
+        return hi - lo
+
+    @property
+    def seen(self) -> int:
+        """Images this loader has tried to decode (good and bad), over all its epochs."""
+        return self._seen
 
     def order(self, epoch: int) -> np.ndarray:
         idx = np.arange(len(self.images))
@@ -149,8 +186,13 @@ class BatchLoader:
 
     def _jobs(self, epoch: int):
         idx = self.order(epoch)
-        for b in range(len(self)):
-            yield epoch, idx[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+        lo, hi = self._batch_range()
+        r, w = self.rank, self.world_size
+        for b in range(lo, hi):
+            rows = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.shard_by == "batch" and w > 1:
+                rows = rows[len(rows) * r // w:len(rows) * (r + 1) // w]
+            yield epoch, rows.tolist()
 
     def _results(self, epoch):
         if self.workers == 0:
@@ -161,7 +203,8 @@ class BatchLoader:
             # fork: workers inherit the paths and the slots without pickling; they only touch PIL/numpy.
             ctx = mp.get_context("fork")
             size = self._state["size"]
-            shape = (self.prefetch, self.batch_size, size, size, 3)
+            rows = -(-self.batch_size // self.world_size) if self.shard_by == "batch" else self.batch_size
+            shape = (self.prefetch, rows, size, size, 3)
             buffer = ctx.RawArray("B", int(np.prod(shape)))
             self._slots = np.frombuffer(buffer, np.uint8).reshape(shape)
             self._pool = ctx.Pool(self.workers, initializer=_init_worker,
@@ -191,24 +234,34 @@ class BatchLoader:
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         labels = self.images.labels
+        lockstep = self.sharded and self.shard_by == "batch"  # the ranks step together: empty batches too
         for x, rows, bad in self._results(epoch):
             self._seen += len(rows) + len(bad)
             for path, reason in bad:
                 self.bad[path] = reason
-            if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1) and self._seen >= 100:
-                self._abort()
-            if len(rows):
+            if not self.sharded:
+                self.check_bad()
+            if len(rows) or lockstep:
                 yield x, None if labels is None else labels[rows], rows
-        if self.bad and len(self.bad) > self.max_bad_fraction * max(self._seen, 1):
-            self._abort()
+        if not self.sharded:
+            self.check_bad(final=True)
 
-    def _abort(self):
-        first = next(iter(self.bad.items()))
+    def check_bad(self, bad: int | None = None, seen: int | None = None, final: bool = False) -> None:
+        """Raise a DataError when more than ``max_bad_fraction`` of the images seen were bad: once 100 were
+        seen, or at the end of an epoch (``final``). A sharded loader's caller passes the counts summed over
+        the ranks; by default they are this loader's."""
+        bad = len(self.bad) if bad is None else bad
+        seen = self._seen if seen is None else seen
+        if bad and bad > self.max_bad_fraction * max(seen, 1) and (final or seen >= 100):
+            self._abort(bad, seen)
+
+    def _abort(self, bad: int, seen: int):
+        first = next(iter(self.bad.items()), None)  # a sharded loader may hold none of the bad ones
         self.close()
         raise DataError(
-            f"{self.images.source or self.images.root}: {len(self.bad)} of {self._seen} images could not be "
+            f"{self.images.source or self.images.root}: {bad} of {seen} images could not be "
             f"decoded (limit {self.max_bad_fraction:.1%}; data.max_bad_fraction raises it for training, "
-            f"catalog.max_bad_fraction for an index); first: {first[0]}: {first[1]}"
+            f"catalog.max_bad_fraction for an index)" + (f"; first: {first[0]}: {first[1]}" if first else "")
         )
 
     def close(self):

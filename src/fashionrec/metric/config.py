@@ -72,7 +72,7 @@ class LossConfig:
 @dataclass
 class MetricTrainConfig:
     lr: float = 6e-4  # AdamW, backbone and embedding
-    batch_size: int = 180
+    batch_size: int = 180  # the run's global batch: under torchrun each of N ranks takes batch_size / N
     images_per_item: int = 5  # m: each batch holds batch_size / m items
     weight_decay: float = 1e-4
     schedule: Literal["step", "cosine", "constant"] = "step"
@@ -88,6 +88,7 @@ class MetricTrainConfig:
     workers: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     limit_train_batches: int | None = None
+    sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
 
 
 @dataclass

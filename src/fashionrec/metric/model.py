@@ -172,12 +172,17 @@ class Embedder(TorchClassifier):
         if not self.cuda:
             xt = xt.contiguous()
         with self._autocast():
-            emb = self.model(xt)
+            emb = self._training_module()(xt)  # the DDP wrapper when data-parallel
         emb = emb.float()
+        emb, yt = self._global_batch(emb, yt)  # data-parallel: every rank scores the whole global batch
         pairs = self.miner(emb, yt) if self.miner is not None else None
         loss = self.loss_fn(emb, yt, pairs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world_size > 1:  # the proxies are the loss's, not DDP's: keep every rank's the same
+            from ..engines.torch.parallel import average_gradients
+
+            average_gradients(self.loss_fn.parameters())
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()

@@ -14,6 +14,10 @@ one would, like every other batch in the toolkit):
    holds an item twice as long as no item has more than B chunks (more are dropped);
 3. the batches are shuffled.
 
+Data-parallel (``rank``, ``world_size``), each rank takes its contiguous share of every batch
+(:class:`~fashionrec.data.loader.BatchLoader`'s ``shard_by="batch"``); the embeddings are gathered
+back into the whole batch for the loss, so the pairs and proxies it sees are one process's.
+
 Rules: items with one image only have nothing to pair with and are left out (the stage counts
 them); ``batch_size`` must be a multiple of ``m`` holding at least two items, and the data must
 have at least as many items as a batch needs, or the stage stops with a one-line error naming
@@ -100,7 +104,7 @@ class BalancedLoader(BatchLoader):
         self.epoch_in_use = epoch
         return self.batches(epoch).reshape(-1)
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         n = len(self.batches(self.epoch_in_use))
         return min(n, self.limit_batches) if self.limit_batches else n
 

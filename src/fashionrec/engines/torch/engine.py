@@ -7,11 +7,16 @@ Inference (``predict``, ``extract``) runs a copy of the network with each BatchN
 its convolution, in channels_last: the same outputs to float32 rounding, about 1.8x faster for
 BN-Inception on a CPU (``scripts/bench_recommend.py``); fp32 unless ``set_inference_precision``
 asks for bf16.
+
+Data-parallel training (torchrun): :meth:`TorchClassifier.distribute` wraps the network in
+DistributedDataParallel (optionally with synchronised BatchNorm, :mod:`.parallel`); ``self.model``
+stays the plain network, so weights, their names and inference are what one process has.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ...artifacts import atomic_path, read_json, write_json
 from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_terms
+from ...distributed import bind_local_gpu, gather_rows
 from ...errors import UserError
 from ..base import check_images
 from ..registry import engine_spec
@@ -30,13 +36,16 @@ from .weights import get_weights, set_weights
 PRECISIONS = engine_spec("torch").precisions
 
 
+_BATCHNORMS = (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm)  # sync_bn's too (parallel.py)
+
+
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair fused into one conv."""
     model = copy.deepcopy(model).eval()
     for seq in model.modules():
         if isinstance(seq, torch.nn.Sequential):
             for i in range(len(seq) - 1):
-                if isinstance(seq[i], torch.nn.Conv2d) and isinstance(seq[i + 1], torch.nn.BatchNorm2d):
+                if isinstance(seq[i], torch.nn.Conv2d) and isinstance(seq[i + 1], _BATCHNORMS):
                     seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), torch.nn.Identity()
     return model
 
@@ -48,6 +57,8 @@ def resolve_device(device: str) -> str:
         raise UserError("device: 'cuda' requested but torch sees no CUDA GPU (use device: auto or cpu)")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "cuda":
+        bind_local_gpu()  # under torchrun, "cuda" is this rank's own GPU
     return device
 
 
@@ -75,6 +86,8 @@ class TorchClassifier:
         self.label_smoothing = 0.0
         self._inference_model = None  # built on first use, dropped whenever the weights change
         self.precision = "fp32"  # of inference; training runs bf16 autocast on CUDA
+        self.world_size = 1  # ranks training together (distribute)
+        self._ddp, self._ddp_trainable = None, None  # the DistributedDataParallel wrapper, made when needed
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +117,40 @@ class TorchClassifier:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def distribute(self, sync_bn: bool = False) -> None:
+        """Train data-parallel over the ranks of the torch.distributed process group: DistributedDataParallel
+        averages the gradients, ``sync_bn`` makes every BatchNorm normalise with the global batch's statistics.
+        Call it on every rank after the weights and optimiser state are loaded: the wrapper starts every
+        rank from rank 0's weights."""
+        from .parallel import convert_sync_batchnorm
+
+        self.world_size = torch.distributed.get_world_size()
+        if sync_bn:
+            self.model = convert_sync_batchnorm(self.model)
+        self._ddp = self._inference_model = None
+
+    def _training_module(self) -> torch.nn.Module:
+        """The network to train through: the DDP wrapper when distributed, made anew when the set of
+        trainable parameters changed (a frozen backbone), since DDP reduces the ones it was made with."""
+        if self.world_size == 1:
+            return self.model
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if self._ddp is None or trainable != self._ddp_trainable:
+            from .parallel import data_parallel
+
+            if self._ddp is not None:  # the old wrapper and its gradient hooks go before the new one's
+                self._ddp = None
+                gc.collect()
+            self._ddp, self._ddp_trainable = data_parallel(self.model), trainable
+        return self._ddp
+
+    def _global_batch(self, outputs: torch.Tensor, labels: torch.Tensor):
+        """(outputs, labels) of the whole global batch, every rank's rows in rank order (the batch one process
+        would see); gradients reach each rank's own rows. The identity in one process."""
+        if self.world_size == 1:
+            return outputs, labels
+        return gather_rows(outputs), gather_rows(labels)
+
     def _images(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the device, channels_last in memory."""
         t = torch.from_numpy(check_images(x)).to(self.device, non_blocking=True)
@@ -121,7 +168,8 @@ class TorchClassifier:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         self.precision = precision
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def train_step(self, x: np.ndarray, y: np.ndarray, global_batch: int | None = None) -> tuple[float, np.ndarray]:
+        """One step; data-parallel, ``global_batch`` is the number of images of the step over all ranks."""
         if self.optimizer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
         self.model.train()
@@ -130,10 +178,13 @@ class TorchClassifier:
         if not self.cuda:
             xt = xt.contiguous()  # the CPU trains in the model's own NCHW layout
         with self._autocast():
-            logits = self.model(xt)
+            logits = self._training_module()(xt)
             loss = F.cross_entropy(logits.float(), yt, label_smoothing=self.label_smoothing)
+        # DDP averages the ranks' gradients: weighting each rank's mean by its share of the global batch
+        # makes that average the gradient of the global batch's mean loss, uneven shares included
+        weight = 1.0 if global_batch is None else len(yt) * self.world_size / global_batch
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
         self.optimizer.step()
         return float(loss.detach()), logits.detach().float().cpu().numpy()
 
@@ -156,7 +207,7 @@ class TorchClassifier:
         self.model.reset_classifier(num_classes)
         self.model.to(self.device)
         self.optimizer = None
-        self._inference_model = None
+        self._inference_model = self._ddp = None
 
     # ------------------------------------------------------------------ weights
 
