@@ -55,6 +55,12 @@ def friendly_errors(fn):
     return wrapper
 
 
+def echo_once(message: str) -> None:
+    """A command's closing line, printed by one process of a torchrun launch (RANK 0), not by each."""
+    if os.environ.get("RANK", "0").strip() in ("", "0"):
+        click.echo(message)
+
+
 config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
                              help="YAML config file (see configs/).")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -129,7 +135,7 @@ def _train_command(stage, config_path, overrides, resume, init, engine, device, 
     if stage == "finetune" and init is None and cfg.init is None and not resume:
         raise click.UsageError("--init RUN_DIR (or init: in the config) is required: the pretrained run to fine-tune")
     run_dir = train(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
-    click.echo(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'})")
+    echo_once(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'})")
 
 
 engine_option = click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
@@ -207,7 +213,7 @@ def metric(config_path, init, overrides, resume, force, engine, device, progress
     overrides = list(overrides) + [f"engine={engine}"] * bool(engine) + [f"train.device={device}"] * bool(device)
     cfg = load_metric_config(config_path, overrides)
     run_dir = train_metric(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
-    click.echo(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'}; scores: fashionrec evaluate {run_dir})")
+    echo_once(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'}; scores: fashionrec evaluate {run_dir})")
 
 
 @main.command(context_settings=SETTINGS)
@@ -304,7 +310,7 @@ def index(config_path, overrides, append, types, update_csv, remove, wait, devic
     else:
         out = build_index(cfg, append=append, progress=progress, log=click.echo, wait=wait,
                           types=parse_types_option(types))
-    click.echo(f"index: {out}")
+    echo_once(f"index: {out}")
 
 
 @main.command(context_settings=SETTINGS)
