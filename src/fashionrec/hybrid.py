@@ -67,23 +67,22 @@ def parse_rerank_option(texts) -> dict[str, float]:
 
 
 def check_weight(what: str, value) -> float:
-    try:
-        w = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what}: the weight must be a number >= 0; got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(w) or w < 0:
-        raise UserError(f"{what}: the weight must be a number >= 0; got {value!r}")
-    return w
+    return _non_negative(what, value, "the weight must be")
 
 
 def check_band(value) -> float:
+    return _non_negative("rerank band", value, "must be")
+
+
+def _non_negative(what: str, value, must: str) -> float:
+    """``value`` as a finite float >= 0 (not a bool), else one line naming ``what``."""
     try:
-        band = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"rerank band: must be a number >= 0; got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(band) or band < 0:
-        raise UserError(f"rerank band: must be a number >= 0; got {value!r}")
-    return band
+        number = -1.0
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise UserError(f"{what}: {must} a number >= 0; got {value!r}")
+    return number
 
 
 def resolve_rerank(stored: dict | None, weights: dict | None, band, types: dict[str, str]) -> RerankSpec | None:
