@@ -16,7 +16,7 @@ its network and a builder::
 The network has ``num_classes``, ``num_features``, ``forward_features``, ``forward_head(x,
 pre_logits=False)`` and ``reset_classifier(num_classes)``, as the two here do. The file name is
 the architecture's name: the registry lists an engine's architectures from the files in its
-package (``engine.py`` and ``weights.py`` aside) without importing them. ``tests/test_contract.py``
+package (``engine.py``, ``weights.py`` and ``parallel.py`` aside) without importing them. ``tests/test_contract.py``
 then checks the new network through the Classifier interface. An architecture on one engine
 only is fine: asking the other engine for it is an error naming the architectures it has.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 # an engine package's modules that are not architectures (names starting with "_" are not either)
-SUPPORT_MODULES = frozenset({"engine", "weights"})
+SUPPORT_MODULES = frozenset({"engine", "weights", "parallel"})  # the rest of an engine, not architectures
 
 
 @dataclass(frozen=True)
