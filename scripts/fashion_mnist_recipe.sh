@@ -4,7 +4,7 @@
 # benchmarks/RESULTS.md. About an hour on a 2-core CPU (two ~30-minute trainings); run it alone.
 #   sudo apt-get install dataset-fashion-mnist     # or give the IDX folder: FASHION_MNIST_IDX=~/Downloads
 #   scripts/fashion_mnist_recipe.sh [data/fashion-mnist] [runs/fashion-mnist]
-# A quick try of the pipeline (minutes, not the benchmark): RECIPE_SET="train.max_epochs=1 train.limit_train_batches=5"
+# RECIPES="small-data" runs one recipe only. A quick try of the pipeline (minutes, not the benchmark): RECIPE_SET="train.max_epochs=1 train.limit_train_batches=5"
 set -euo pipefail
 DATA=${1:-data/fashion-mnist}
 OUT=${2:-runs/fashion-mnist}
@@ -15,7 +15,7 @@ fi
 mkdir -p "$OUT"
 EXTRA=()
 for kv in ${RECIPE_SET:-}; do EXTRA+=(--set "$kv"); done
-for recipe in paper small-data; do
+for recipe in ${RECIPES:-paper small-data}; do
   config=configs/small-data/pretrain-fashion-mnist.yaml
   [ "$recipe" = paper ] && config=configs/small-data/pretrain-fashion-mnist-paper.yaml
   name=fashion-mnist-$recipe
