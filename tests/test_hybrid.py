@@ -78,6 +78,7 @@ def test_types_are_guessed_from_the_values():
     assert guess_type(["1", "0", "1"]) == "boolean"  # documented: declare number where it counts
     assert guess_type(["12", "twelve"]) == "text" and guess_type(["", ""]) == "text"
     assert guess_type(["nan", "inf"]) == "text"  # not catalog numbers
+    assert guess_type([f"{i}.5" for i in range(19)] + ["cheap"]) == "number"  # a typo is a bad value, not text
 
 
 def test_built_index_records_the_types_and_the_schema(built_index):

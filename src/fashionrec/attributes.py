@@ -3,7 +3,8 @@
 Every column of the catalog other than ``path`` (and ``split``) is an attribute of its items
 (``brand``, ``price``, ``in_stock``, ``category``...). Indexing types each one from its values:
 
-* ``number`` when every value is a decimal number (``12``, ``-3.5``, ``1e3``; not ``nan``/``inf``);
+* ``number`` when at least 95 % of the values are decimal numbers (``12``, ``-3.5``, ``1e3``; not
+  ``nan``/``inf``): the rest are then bad values, each an error naming its line;
 * ``boolean`` when every value is ``true``/``false``, ``yes``/``no`` or ``1``/``0`` (any case;
   a column of only 0 and 1 is boolean: declare it ``number`` where it counts something);
 * ``text`` otherwise. An empty cell is a missing value and never decides the type.
@@ -45,6 +46,7 @@ ATTRIBUTE_TYPES = ("number", "boolean", "text")
 NOT_ATTRIBUTES = ("id", "path", "split")  # catalog columns that describe the row, not the item
 PREDICTED_PREFIX = "pred_"  # items.csv's predicted labels: not catalog attributes
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
+MOSTLY_NUMBERS = 0.95  # share of a column's values that makes it a number column
 MAX_TEXT_VALUES = 50  # distinct values a text column's schema lists
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _EXPRESSION = re.compile(r"^(?P<column>[^!<>=|]+?)\s*(?P<op>!=|==|<=|>=|=|<|>)\s*(?P<value>.*)$")
@@ -83,9 +85,10 @@ def guess_type(values) -> str:
         return "text"
     if all(parse_boolean(v) is not None for v in present):
         return "boolean"
-    if all(parse_number(v) is not None for v in present):
-        return "number"
-    return "text"
+    # a price column with one typo is a number column with a bad value (an error naming its line),
+    # not a text column that every price filter then refuses
+    numbers = sum(parse_number(v) is not None for v in present)
+    return "number" if numbers >= MOSTLY_NUMBERS * len(present) else "text"
 
 
 def is_attribute(column: str) -> bool:
