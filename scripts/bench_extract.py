@@ -171,7 +171,7 @@ def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) ->
     from fashionrec.features import FeatureExtractor
 
     base_engine, _, precision = engine.partition("-")  # "torch-bf16": the torch engine extracting in bfloat16
-    extractor = FeatureExtractor(extractor_runs(work, base_engine, args.size), device="cpu",
+    extractor = FeatureExtractor(extractor_runs(work, base_engine, args.size), device=args.device,
                                  precision=precision or "fp32")
     batch = args.batch_size
     ready = extractor.preprocess([decode_image(root / p) for p in paths[:batch]])
@@ -214,7 +214,8 @@ def markdown(report: dict, out_path) -> str:
     lines = ["## Feature extraction", "",
              f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.", "",
              machine_line(report["machine"])
-             + f" torch {report['machine']['torch']}, mxnet {report['machine']['mxnet']}.",
+             + f" torch {report['machine']['torch']}, mxnet {report['machine']['mxnet']}; "
+             f"device {a.get('device', 'cpu')}.",
              "",
              f"Two BN-Inception extractors (category + texture, 2048-d together) at {a['size']} px on "
              f"{a['images']} synthetic JPEGs, batch {a['batch_size']}. "
@@ -264,6 +265,7 @@ def parse_args(argv=None):
                    help="comma-separated: torch, torch-bf16, mxnet")
     p.add_argument("--workers", type=comma_list(int), default="0,1,2", help="loader workers to try (comma-separated)")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--photo-size", type=photo_size, default=None, metavar="WxH",
                    help="instead: decode + resize of large JPEGs of this size, full against reduced-size decoding")
     p.add_argument("--photos", type=int, default=8, help="with --photo-size: how many photos")
@@ -273,6 +275,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.photo_size and args.out == p.get_default("out"):
         args.out = args.out.with_name("bench_extract_photos.json")  # the extraction numbers stay
+    if args.photo_size and args.section == p.get_default("section"):
+        args.section = PHOTOS_SECTION
     if args.quick:
         args.size, args.images, args.engines = 128, 96, ["torch", "torch-bf16"]
     if args.images < args.batch_size or args.images < 45:
@@ -288,7 +292,7 @@ def main(argv=None):
         photos = photo_paths(args.work, args.photos, *args.photo_size)
         report["photo_mb_mean"] = round(sum(p.stat().st_size for p in photos) / len(photos) / 1e6, 2)
         report["photos"] = bench_photos(photos, args.targets, args.repeats)
-        finish_report(report, args, PHOTOS_SECTION, photos_markdown)
+        finish_report(report, args, args.section, photos_markdown)
         return report
     report = start_report("bench_extract.py", args, argv, "torch", "mxnet")
     root, paths = catalog_paths(args.work, args.images, args.size)

@@ -89,7 +89,7 @@ def build_catalog_index(work: Path, args) -> Path:
     small = work / f"index-{args.engine}-{args.size}px-{args.images}"
     cfg = from_dict(IndexConfig, {"catalog": {"format": "csv", "root": str(csv_path)},
                                   "extractors": [str(r) for r in runs], "output": str(small),
-                                  "backend": "brute", "workers": 1, "device": "cpu"})
+                                  "backend": "brute", "workers": 1, "device": args.device})
     build_index(cfg, progress=True, log=print)
     index = CatalogIndex.load(small)
     rng = np.random.default_rng(0)
@@ -113,16 +113,18 @@ def query_images(work: Path, n: int, size: int) -> list[Path]:
     return [root / line.split(",")[0] for line in lines[:n]]
 
 
-def cold(index_dir: Path, query: Path, runs: int) -> dict:
-    cmd = [str(Path(sys.executable).parent / "fashionrec"), "recommend", str(query), "--index", str(index_dir),
-           "-k", "5", "--device", "cpu"]
+def cold(index_dir: Path, query: Path, runs: int, device: str) -> dict:
+    script = Path(sys.executable).parent / "fashionrec"
+    # the installed command; from a checkout on PYTHONPATH (the GPU machine), the same entry through -m
+    launcher = [str(script)] if script.is_file() else [sys.executable, "-m", "fashionrec"]
+    cmd = [*launcher, "recommend", str(query), "--index", str(index_dir), "-k", "5", "--device", device]
     walls = []
     for _ in range(runs + 1):  # the first start also pulls torch's libraries into the file cache: not counted
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         walls.append(time.perf_counter() - t)
     first, walls = walls[0], walls[1:]
-    phases = json.loads(subprocess.run([sys.executable, "-c", PHASES_CHILD, str(index_dir), str(query), "cpu"],
+    phases = json.loads(subprocess.run([sys.executable, "-c", PHASES_CHILD, str(index_dir), str(query), device],
                                        check=True, capture_output=True, text=True).stdout)
     python_start = []
     for _ in range(3):
@@ -133,14 +135,14 @@ def cold(index_dir: Path, query: Path, runs: int) -> dict:
     return {"first_start_s": round(first, 3), "wall_s": [round(w, 3) for w in walls],
             "p50_s": round(float(np.median(walls)), 3),
             "min_s": round(min(walls), 3), "phases_s": {k: round(v, 4) for k, v in phases.items()},
-            "command": " ".join(["fashionrec"] + cmd[1:])}
+            "command": " ".join(["fashionrec"] + cmd[len(launcher):])}
 
 
-def warm(index_dir: Path, queries: list[Path], batch: int) -> dict:
+def warm(index_dir: Path, queries: list[Path], batch: int, device: str) -> dict:
     from fashionrec.data.images import decode_image
     from fashionrec.recommend import Recommender
 
-    rec = Recommender.load(index_dir, device="cpu")
+    rec = Recommender.load(index_dir, device=device)
     rec.recommend([queries[0]], k=5)  # first call builds the backend's kernels
     totals, phases = [], {"decode": [], "preprocess": [], "forward": [], "search": []}
     for q in queries:
@@ -184,7 +186,8 @@ def markdown(report: dict, out_path) -> str:
     lines = [
         "## Recommend latency", "",
         f"`{report['command']}` on {report['date'][:10]}; full numbers in `{out_path}`.", "",
-        machine_line(report["machine"]) + f" torch {report['machine']['torch']}, {w['torch_threads']} threads.", "",
+        machine_line(report["machine"]) + f" torch {report['machine']['torch']}, {w['torch_threads']} threads; "
+        f"networks on {a.get('device', 'cpu')}.", "",
         f"Set-up: two BN-Inception extractors (engine {a['engine']}) at {a['size']} px, concatenated "
         f"{report['dim']}-d, catalog of {a['catalog']:,} items (backend `{a['backend']}`: "
         f"{report['backend_resolved']}), k=5. Queries are held-out synthetic JPEGs.", "",
@@ -236,6 +239,7 @@ def parse_args(argv=None):
     p.add_argument("--engine", default="torch", choices=["torch", "mxnet"])
     p.add_argument("--queries", type=int, default=40, help="warm queries")
     p.add_argument("--cold-runs", type=int, default=5)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="of the networks (search runs on the CPU)")
     add_output_options(p, "recommend")
     args = p.parse_args(argv)
     if args.quick:
@@ -254,9 +258,9 @@ def main(argv=None):
     report["dim"], report["backend_resolved"] = meta["dim"], meta["backend_params"]["backend"]
     queries = query_images(work, args.queries, args.size)
     print(f"index {index_dir}: {meta['n_items']:,} x {meta['dim']}, backend {report['backend_resolved']}", flush=True)
-    report["cold"] = cold(index_dir, queries[0], args.cold_runs)
+    report["cold"] = cold(index_dir, queries[0], args.cold_runs, args.device)
     print(f"cold: {report['cold']['wall_s']} s; phases {report['cold']['phases_s']}", flush=True)
-    report["warm"] = warm(index_dir, queries, batch=16)
+    report["warm"] = warm(index_dir, queries, batch=16, device=args.device)
     print(f"warm: {report['warm']['single']}; phases "
           f"{ {k: v['p50_ms'] for k, v in report['warm']['phases'].items()} }", flush=True)
     report["verdict"] = verdict(report)

@@ -2,16 +2,21 @@
 
     python scripts/bench_train.py --quick                    # ~2 minutes
     python scripts/bench_train.py                            # both engines and archs, 64 px (< 10 min)
-    python scripts/bench_train.py --device cuda --size 224 --engines torch --archs bninception --workers 8 \
-        --images 4000 --batches 60                           # on a GPU (bf16, channels_last)
+    python scripts/bench_train.py --device cuda --size 224 --engines torch --workers 8 --precisions fp32,bf16 \
+        --batch-size 256 --images 8000 --epochs 2 --section train-cuda   # on a GPU (scripts/gpu_check.sh)
 
 For each (engine, arch), with the committed paper config (``configs/pretrain/<arch>-category.yaml``:
 optimiser, learning rate, batch size) and only size, engine, data and epoch count overridden:
 
 - **step**: ``train_step`` on one ready batch repeated: the network and optimiser alone;
-- **pipeline**: ``fashionrec.train.train`` for one epoch of ``--batches`` batches on the
-  synthetic DeepFashion tree: the loader decoding and augmenting JPEGs, the loop, the
-  checkpoint. The loop's own ``train_images_per_s`` (history.jsonl) is the number.
+- **pipeline**: ``fashionrec.train.train`` for ``--epochs`` epochs of at most ``--batches`` batches
+  on the synthetic DeepFashion tree: the loader decoding and augmenting JPEGs, the loop, the
+  checkpoint. The loop's own ``train_images_per_s`` (history.jsonl) of the last epoch is the
+  number (on a GPU the first epoch also autotunes cuDNN). On CUDA, the GPU's busy share (NVML's
+  utilisation, sampled every 0.1 s through the run) is recorded too.
+
+Each is measured per ``--precisions`` (``train.precision``: fp32, bf16 autocast, or auto: bf16 on
+CUDA, fp32 on a CPU); CUDA always trains channels_last.
 
 pipeline / step says whether the loader keeps the network busy (on a GPU the target is >= 0.9).
 Writes ``--out`` (JSON) and the training section of ``benchmarks/RESULTS.md``.
@@ -24,6 +29,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -35,12 +41,14 @@ GPU_TARGET_IMG_S = 4000  # BN-Inception at 224 px on a GPU: about a minute per D
 TARGET_RATIO = 0.9
 
 
-def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args, size: int | None = None):
+def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args, size: int | None = None,
+                 precision: str = "auto"):
     from fashionrec.config import StageConfig, load_config
 
     overrides = [f"engine={engine}", f"model.input_size={size or args.size}", f"data.root={data_root}",
-                 "train.max_epochs=1", f"train.limit_train_batches={args.batches}", f"train.device={args.device}",
-                 f"train.workers={args.workers}", f"output.dir={out_dir}", f"output.name={engine}-{arch}"]
+                 f"train.max_epochs={args.epochs}", f"train.limit_train_batches={args.batches}",
+                 f"train.device={args.device}", f"train.workers={args.workers}", f"train.precision={precision}",
+                 f"train.patience={args.epochs}", f"output.dir={out_dir}", f"output.name={engine}-{arch}"]
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
     return load_config(StageConfig, REPO / "configs" / "pretrain" / f"{arch}-category.yaml", overrides)
@@ -52,6 +60,7 @@ def step_rate(cfg, n_classes: int, steps: int) -> float:
     t = cfg.train
     clf = build_classifier(cfg.engine, cfg.model.arch, n_classes, device=t.device, seed=0)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
+    clf.set_training_precision(t.precision)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (t.batch_size, cfg.model.input_size, cfg.model.input_size, 3), dtype=np.uint8)
     y = rng.integers(0, n_classes, t.batch_size)
@@ -63,14 +72,47 @@ def step_rate(cfg, n_classes: int, steps: int) -> float:
     return steps * t.batch_size / (time.perf_counter() - start)
 
 
-def pipeline_rate(cfg) -> tuple[float, int]:
+class GPUBusy:
+    """NVML's utilisation of GPU 0 (the share of time a kernel ran), sampled every 0.1 s in a thread."""
+
+    def __init__(self, device: str):
+        self.samples, self._stop = [], threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True) if device == "cuda" else None
+
+    def _sample(self):
+        import torch
+
+        while not self._stop.wait(0.1):
+            try:
+                self.samples.append(torch.cuda.utilization(0))
+            except Exception:  # noqa: BLE001 - no NVML (nvidia-ml-py): no busy share, the rates stand
+                return
+
+    def __enter__(self):
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def share(self) -> float | None:
+        # the last half of the run: the first epoch's cuDNN autotuning and the pool's start are not throughput
+        tail = self.samples[len(self.samples) // 2:]
+        return round(sum(tail) / len(tail) / 100, 3) if tail else None
+
+
+def pipeline_rate(cfg) -> tuple[float, int, float | None]:
     from fashionrec.train import train
 
     if cfg.run_dir.exists():
         shutil.rmtree(cfg.run_dir)
-    run_dir = train(cfg, progress=False, log=lambda *_: None)
+    with GPUBusy(cfg.train.device) as busy:
+        run_dir = train(cfg, progress=False, log=lambda *_: None)
     row = json.loads((run_dir / "history.jsonl").read_text().splitlines()[-1])
-    return row["train_images_per_s"], len(json.loads((run_dir / "model.json").read_text())["classes"])
+    return row["train_images_per_s"], len(json.loads((run_dir / "model.json").read_text())["classes"]), busy.share()
 
 
 def loader_rate(cfg, workers: int) -> float:
@@ -107,13 +149,17 @@ def markdown(report: dict, out_path) -> str:
              f"Pretrain (category) at {a['size']} px with each committed paper config's optimiser and "
              + (f"batch size {a['batch_size']} (not the config's); " if a.get("batch_size") else "batch size; ") +
              f"'step' is `train_step` on a ready batch, 'pipeline' is `fashionrec.train.train` for "
-             f"{a['batches']} batches on the synthetic DeepFashion JPEGs with {a['workers']} loader worker(s) "
+             f"{a.get('epochs', 1)} epoch(s) of at most {a['batches']} batches (the last epoch's rate) on the "
+             f"synthetic DeepFashion JPEGs with {a['workers']} loader worker(s) "
              f"(decode and resize; pretrain has no augmentation; the loop; the checkpoint).", "",
-             "| engine | arch | optimiser | batch | step img/s | pipeline img/s | pipeline / step |",
-             "|---|---|---|---:|---:|---:|---:|"]
+             "| engine | arch | precision | optimiser | batch | step img/s | pipeline img/s | pipeline / step "
+             "| GPU busy |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
-        lines.append(f"| {r['engine']} | {r['arch']} | {r['optimizer']} | {r['batch_size']} | {r['step_img_s']:.1f} | "
-                     f"{r['pipeline_img_s']:.1f} | {r['ratio']:.2f} |")
+        busy = "–" if r.get("gpu_busy") is None else f"{r['gpu_busy']:.2f}"
+        lines.append(f"| {r['engine']} | {r['arch']} | {r.get('precision', 'auto')} | {r['optimizer']} | "
+                     f"{r['batch_size']} | {r['step_img_s']:.1f} | {r['pipeline_img_s']:.1f} | {r['ratio']:.2f} | "
+                     f"{busy} |")
     workers = list(report["loader"][0]["workers_img_s"]) if report["loader"] else []
     lines += ["", f"The loader alone (no network), images/s: decoding 300-px JPEGs (about DeepFashion's size) and "
               f"resizing them to {a['loader_size']} px, in the main process and with worker processes (which "
@@ -133,12 +179,14 @@ def verdict(report) -> list[str]:
     a = report["args"]
     for r in report["results"]:
         if r["ratio"] < TARGET_RATIO:
-            out.append(f"{r['engine']} {r['arch']}: the pipeline reaches {r['ratio']:.2f} of the bare step; "
+            out.append(f"{r['engine']} {r['arch']} {r.get('precision', 'auto')}: the pipeline reaches "
+                       f"{r['ratio']:.2f} of the bare step; "
                        f"with {a['workers']} worker(s) on {report['machine']['cores']} cores the loader and the "
                        f"network share the same CPUs.")
-        if a["device"] == "cuda" and r["arch"] == "bninception" and a["size"] == 224:
+        if a["device"] == "cuda" and r["arch"] == "bninception" and a["size"] == 224 and r["precision"] != "fp32":
             met = r["pipeline_img_s"] >= GPU_TARGET_IMG_S
-            out.append(f"{r['engine']} bninception on {report['machine']['gpu']}: {r['pipeline_img_s']:.0f} img/s "
+            out.append(f"{r['engine']} bninception {r['precision']} on {report['machine']['gpu']}: "
+                       f"{r['pipeline_img_s']:.0f} img/s "
                        f"against the {GPU_TARGET_IMG_S} img/s target: " + ("met" if met else "missed"))
     for r in report["loader"]:
         cores = GPU_TARGET_IMG_S / r["main_process_img_s"]
@@ -165,6 +213,9 @@ def parse_args(argv=None):
                    help="instead of the config's (the paper's 32 for BN-Inception may leave a GPU waiting on Python)")
     p.add_argument("--loader-size", type=int, default=224, help="input size of the loader-alone measurement")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precisions", type=comma_list(choices=("auto", "fp32", "bf16")), default="auto",
+                   help="train.precision values to measure (auto: bf16 on CUDA, fp32 on a CPU)")
+    p.add_argument("--epochs", type=int, default=1, help="pipeline epochs; the last one's rate is reported")
     add_output_options(p, "train")
     args = p.parse_args(argv)
     if args.quick:
@@ -173,6 +224,8 @@ def parse_args(argv=None):
         p.error("--batch-size must be at least 1")
     if args.batches < 2:
         p.error("--batches must be at least 2")
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
     return args
 
 
@@ -187,21 +240,27 @@ def main(argv=None):
     results, loader = [], []
     for arch in args.archs:
         cfg = stage_config(args.engines[0], arch, loader_root, args.work / "train-runs", args, size=args.loader_size)
-        row = {"arch": arch, "batch_size": cfg.train.batch_size,
-               "main_process_img_s": round(loader_rate(cfg, 0), 1),  # one core decoding and resizing
-               "workers_img_s": {w: round(loader_rate(cfg, w), 1) for w in loader_workers()}}
+        same = [r for r in loader if r["batch_size"] == cfg.train.batch_size]  # the loader knows no arch
+        row = dict(same[0], arch=arch) if same else {
+            "arch": arch, "batch_size": cfg.train.batch_size,
+            "main_process_img_s": round(loader_rate(cfg, 0), 1),  # one core decoding and resizing
+            "workers_img_s": {w: round(loader_rate(cfg, w), 1) for w in loader_workers()}}
         print(row, flush=True)
         loader.append(row)
     report["loader"] = loader
     for engine in args.engines:
         for arch in args.archs:
-            cfg = stage_config(engine, arch, data_root, args.work / "train-runs", args)
-            pipe, n_classes = pipeline_rate(cfg)
-            step = step_rate(cfg, n_classes, steps=args.batches)
-            r = {"engine": engine, "arch": arch, "optimizer": cfg.train.optimizer, "batch_size": cfg.train.batch_size,
-                 "step_img_s": round(step, 1), "pipeline_img_s": round(pipe, 1), "ratio": round(pipe / step, 3)}
-            print(r, flush=True)
-            results.append(r)
+            for precision in args.precisions:
+                if engine == "mxnet" and precision == "bf16":  # the mxnet engine trains in fp32 only
+                    continue
+                cfg = stage_config(engine, arch, data_root, args.work / "train-runs", args, precision=precision)
+                pipe, n_classes, busy = pipeline_rate(cfg)
+                step = step_rate(cfg, n_classes, steps=args.batches)
+                r = {"engine": engine, "arch": arch, "precision": precision, "optimizer": cfg.train.optimizer,
+                     "batch_size": cfg.train.batch_size, "step_img_s": round(step, 1),
+                     "pipeline_img_s": round(pipe, 1), "ratio": round(pipe / step, 3), "gpu_busy": busy}
+                print(r, flush=True)
+                results.append(r)
     report["results"] = results
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))

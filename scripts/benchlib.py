@@ -138,8 +138,8 @@ def synthetic_catalog(out_dir, n: int, size: int, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     csv_path = out_dir / "fashion" / "catalog.csv"
-    if not csv_path.is_file():
-        synthesize(out_dir, n=n, size=size, seed=seed, progress=False)
+    if not csv_path.is_file():  # every core draws: a GPU machine's 16 make thousands of images in seconds
+        synthesize(out_dir, n=n, size=size, seed=seed, progress=False, workers=os.cpu_count())
     return csv_path
 
 
@@ -171,12 +171,14 @@ def comma_list(convert=str, choices=None):
 
 
 def add_output_options(parser, name: str) -> None:
-    """``--work``, ``--out`` and ``--results``: where a script makes its inputs and writes its numbers."""
+    """``--work``, ``--out``, ``--results`` and ``--section``: where a script makes its inputs and writes its
+    numbers (a GPU run writes its own section, beside the CPU one)."""
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work",
                         help="where catalogs, runs and indexes are made (kept between runs; git-ignored)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / f"bench_{name}.json")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
                         help=f"markdown file whose {name} section is replaced ('' to skip)")
+    parser.add_argument("--section", default=name, help=f"the section of --results to replace (default {name})")
 
 
 def start_report(script: str, args, argv, *packages: str) -> dict:
@@ -187,12 +189,14 @@ def start_report(script: str, args, argv, *packages: str) -> dict:
 
 
 def finish_report(report: dict, args, name: str, markdown) -> None:
-    """Record the load at the end and the run time, write ``--out`` and section ``name`` of ``--results``."""
+    """Record the load at the end and the run time, write ``--out`` and section ``--section`` (``name`` where
+    the script has no such option) of ``--results``."""
     from fashionrec.artifacts import write_json
 
     report["machine"]["loadavg_end"] = loadavg()
     report["elapsed_s"] = round(time.time() - report.pop("started"), 1)
     write_json(args.out, report)
+    name = getattr(args, "section", None) or name
     if args.results:
         shown = args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out
         body = markdown(report, shown) + f"\n\nRun time {report['elapsed_s'] / 60:.1f} min."

@@ -179,6 +179,31 @@ def test_set_inference_precision(clf):
         _assert_close(got, want, rel=1e-6)
 
 
+def test_set_training_precision(clf):
+    """auto is fp32 on a CPU (the same step as fp32, to the bit); bf16 trains where the engine can, and an
+    engine that cannot says so in one line naming train.precision."""
+    x, y = _images(4), np.arange(4) % NUM_CLASSES
+    weights = clf.get_weights()
+    losses = {}
+    for precision in ("fp32", "auto", "bf16"):
+        clf.set_weights(weights)
+        clf.configure_optimizer("sgd", 0.0)  # lr 0: the weights stay, only the step's arithmetic differs
+        clf.set_seed(0)
+        try:
+            clf.set_training_precision(precision)
+        except UserError as e:  # an engine that trains in fp32 only (mxnet) says so
+            assert precision == "bf16" and "train.precision: bf16" in str(e)
+            continue
+        losses[precision] = clf.train_step(x, y)[0]
+    assert losses["auto"] == losses["fp32"]
+    if "bf16" in losses:
+        assert np.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
+        assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * abs(losses["fp32"])
+    with pytest.raises((ValueError, UserError), match="precision"):
+        clf.set_training_precision("fp8")
+    clf.set_training_precision("auto")
+
+
 # ----------------------------------------------------------------------------- the registry
 
 

@@ -152,6 +152,7 @@ def _classifier(cfg: StageConfig, init, manifest, checkpoint: Checkpoint, resume
     else:
         clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=t.device, seed=t.seed)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum, label_smoothing=t.label_smoothing)
+    clf.set_training_precision(t.precision)
     if resumed:
         checkpoint.load_training_state(clf)
     return clf

@@ -57,6 +57,10 @@ class Classifier(Protocol):
     def set_inference_precision(self, precision: str) -> None:
         """``fp32`` (the default) or ``bf16``: the arithmetic of ``predict`` and ``extract``."""
 
+    def set_training_precision(self, precision: str) -> None:
+        """``auto`` (the default: the engine's best on its device), ``fp32`` or ``bf16``: the arithmetic
+        of ``train_step``; one the engine cannot train in is a UserError."""
+
     def reset_head(self, num_classes: int) -> None: ...
 
     def get_weights(self) -> dict[str, np.ndarray]: ...

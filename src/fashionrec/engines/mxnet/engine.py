@@ -43,6 +43,15 @@ def _gpu_compute_capability():
         return None
 
 
+def gpu_refusal(cc: tuple[int, int] | None) -> str | None:
+    """The one line a user sees for a GPU of compute capability ``cc`` that mxnet-cu112 has no kernels
+    for; None where mxnet can run on it (or the capability is unknown)."""
+    if cc is None or cc <= MAX_COMPUTE_CAPABILITY:
+        return None
+    return (f"engine mxnet: this GPU has compute capability {cc[0]}.{cc[1]}, newer than mxnet-cu112 1.9.1 supports "
+            f"(up to 8.6); use engine: torch (or convert the run with `fashionrec convert`)")
+
+
 def resolve_context(device: str):
     mx = _mx()
     n_gpus = mx.context.num_gpus() if device in ("auto", "cuda") else 0
@@ -51,10 +60,9 @@ def resolve_context(device: str):
                         "(install mxnet-cu112 with the CUDA 11.2 libraries, or use engine: torch)")
     if n_gpus == 0:
         return mx.cpu(), "cpu"
-    cc = _gpu_compute_capability()
-    if cc is not None and cc > MAX_COMPUTE_CAPABILITY:
-        raise UserError(f"engine mxnet: this GPU has compute capability {cc[0]}.{cc[1]}, newer than mxnet-cu112 "
-                        f"1.9.1 supports (up to 8.6); use engine: torch (or convert the run with `fashionrec convert`)")
+    refusal = gpu_refusal(_gpu_compute_capability())
+    if refusal:
+        raise UserError(refusal)
     return mx.gpu(0), "cuda"
 
 
@@ -139,6 +147,11 @@ class MXNetClassifier:
         if precision not in engine_spec(self.engine).precisions:
             raise UserError(f"precision: {precision} inference needs the torch engine; the mxnet engine runs fp32 "
                             "(convert the runs with `fashionrec convert`)")
+
+    def set_training_precision(self, precision: str) -> None:
+        if precision not in ("auto", "fp32"):
+            raise UserError(f"train.precision: {precision} training needs the torch engine; the mxnet engine "
+                            "trains in fp32 (use precision: auto or fp32)")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.extract(x)[0]

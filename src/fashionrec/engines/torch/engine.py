@@ -8,6 +8,10 @@ its convolution, in channels_last: the same outputs to float32 rounding, about 1
 BN-Inception on a CPU (``scripts/bench_recommend.py``); fp32 unless ``set_inference_precision``
 asks for bf16.
 
+``set_training_precision`` picks the arithmetic of training: ``auto`` (the default) is bf16
+autocast on CUDA and fp32 on a CPU. On CUDA, cuDNN picks each convolution's fastest algorithm for
+the (fixed) input size on first use (``cudnn.benchmark``).
+
 Data-parallel training (torchrun): :meth:`TorchClassifier.distribute` wraps the network in
 DistributedDataParallel (optionally with synchronised BatchNorm, :mod:`.parallel`); ``self.model``
 stays the plain network, so weights, their names and inference are what one process has.
@@ -34,6 +38,7 @@ from ..registry import engine_spec
 from .weights import get_weights, set_weights
 
 PRECISIONS = engine_spec("torch").precisions
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on a CPU
 
 
 _BATCHNORMS = (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm)  # sync_bn's too (parallel.py)
@@ -59,6 +64,7 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
     if device == "cuda":
         bind_local_gpu()  # under torchrun, "cuda" is this rank's own GPU
+        torch.backends.cudnn.benchmark = True  # every batch has the input size: autotune each conv once
     return device
 
 
@@ -85,7 +91,8 @@ class TorchClassifier:
         self.optimizer = None
         self.label_smoothing = 0.0
         self._inference_model = None  # built on first use, dropped whenever the weights change
-        self.precision = "fp32"  # of inference; training runs bf16 autocast on CUDA
+        self.precision = "fp32"  # of inference
+        self.training_precision = "bf16" if self.cuda else "fp32"  # set_training_precision("auto")
         self.world_size = 1  # ranks training together (distribute)
         self._ddp, self._ddp_trainable = None, None  # the DistributedDataParallel wrapper, made when needed
 
@@ -160,8 +167,13 @@ class TorchClassifier:
         return t.sub_(self._shift).div_(self._scale)
 
     def _autocast(self, training: bool = True):
-        enabled = self.cuda if training else self.precision == "bf16"
+        enabled = (self.training_precision if training else self.precision) == "bf16"
         return torch.autocast(self.device, dtype=torch.bfloat16, enabled=enabled)
+
+    def set_training_precision(self, precision: str) -> None:
+        if precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(TRAINING_PRECISIONS)}; got {precision!r}")
+        self.training_precision = ("bf16" if self.cuda else "fp32") if precision == "auto" else precision
 
     def set_inference_precision(self, precision: str) -> None:
         if precision not in PRECISIONS:

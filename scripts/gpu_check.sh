@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Everything the project measures on a GPU, in one go, in under 10 minutes on one H100/H200-class GPU:
+#
+#   scripts/gpu_check.sh [OUT]        # OUT: where the log, the JSON and RESULTS.md go (default benchmarks/gpu)
+#
+# 1. the machine: GPU model, driver, compute capability, torch/CUDA/numpy versions;
+# 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet, fp32 and bf16 autocast (channels_last
+#    both), the loop with 8 loader workers against the bare step, the GPU's busy share, the loader's ceiling;
+# 3. bench_extract.py on CUDA: `fashionrec index`'s pipeline against the bare forward, fp32 and bf16;
+# 4. bench_recommend.py on CUDA: cold start and warm p50 of one query;
+# 5. the mxnet engine on this GPU: the one line a user of mxnet-cu112 gets on compute capability > 8.6,
+#    and what `fashionrec pretrain --engine mxnet --device cuda` prints here;
+# 6. `fashionrec demo --quick` with device auto: every stage (pretrain, finetune, metric, index,
+#    evaluate, recommend) on CUDA, as a check that nothing fails only there.
+#
+# Each step runs under its own time limit inside GPU_CHECK_SECONDS (default 480) and a failing step
+# does not stop the others. The benchmarks write their own sections (train-cuda, extract-cuda,
+# recommend-cuda) into OUT/RESULTS.md, a copy of benchmarks/RESULTS.md: the CPU sections stay.
+# Wheels the machine lacks (faiss-cpu, pytorch-metric-learning) travel in .whl/ (see docs/DESIGN.md).
+# DEVICE=cpu runs the same steps on a CPU with small sizes: the rehearsal before spending GPU time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-benchmarks/gpu}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+BUDGET=${GPU_CHECK_SECONDS:-480}
+WORK=${WORK:-/tmp/fashionrec-gpu-work}
+LOG=$OUT/gpu_check.log
+: >"$LOG"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "gpu_check: installing .whl/ failed" | tee -a "$LOG"; exit 1; }
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src:$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+
+# step NAME SECONDS CMD...: run CMD under min(SECONDS, what is left of the budget), output into the log
+step() {
+    local name=$1 limit=$2 left=$((BUDGET - SECONDS))
+    shift 2
+    ((left < limit)) && limit=$left
+    if ((limit < 10)); then
+        echo "== $name: skipped, the budget is spent" | tee -a "$LOG"
+        return
+    fi
+    echo "== $name (limit ${limit} s): $*" | tee -a "$LOG"
+    local start=$SECONDS
+    # through bash -c: a step may be one of the functions below (exported)
+    timeout --kill-after=5 "$limit" bash -c '"$@"' _ "$@" 2>&1 | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: rc $rc in $((SECONDS - start)) s" | tee -a "$LOG"
+}
+
+facts() {
+    nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv 2>&1 || echo "no nvidia-smi"
+    $PY - <<'EOF'
+import os, platform, numpy, torch
+print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}, "
+      f"cuDNN {torch.backends.cudnn.version()}), numpy {numpy.__version__}, {os.cpu_count()} CPU cores")
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"{p.name}: compute capability {p.major}.{p.minor}, {p.multi_processor_count} SMs, "
+          f"{p.total_memory / 2**30:.0f} GiB")
+EOF
+}
+
+mxnet_refusal() {
+    $PY - <<'EOF'
+from fashionrec.engines.mxnet.engine import _gpu_compute_capability, gpu_refusal
+cc = _gpu_compute_capability()
+print(f"compute capability read by the mxnet engine (nvidia-smi): {cc}")
+print(f"what the mxnet engine says on this GPU: {gpu_refusal(cc) or 'nothing: mxnet-cu112 has kernels for it'}")
+EOF
+    # what a user sees here, where the mxnet extra is not installed (mxnet-cu112 is too big to carry)
+    $PY -m fashionrec pretrain -c configs/pretrain/bninception-category.yaml --engine mxnet --device cuda \
+        --set "data.root=$DATA" --set "output.dir=$WORK/mxnet-runs"
+    echo "exit code $?"
+}
+
+if [ "$DEVICE" = cuda ]; then
+    TRAIN=(--size 224 --images 5000 --batch-size 256 --epochs 3 --batches 40 --workers 8)
+    EXTRACT=(--size 224 --images 5000 --batch-size 128 --workers 4,8,16 --repeats 2)
+    RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
+    DATA=$WORK/catalog-224px-5000/deepfashion  # bench_train's
+else  # the rehearsal
+    TRAIN=(--size 64 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1)
+    EXTRACT=(--size 64 --images 96 --batch-size 16 --workers 1 --repeats 1)
+    RECOMMEND=(--size 64 --catalog 500 --images 45 --queries 8 --cold-runs 1)
+    DATA=$WORK/catalog-64px-300/deepfashion
+fi
+
+export -f facts mxnet_refusal
+export PY WORK DATA
+
+step facts 30 facts
+step bench_train 230 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
+    --precisions fp32,bf16 "${TRAIN[@]}" --work "$WORK" --out "$OUT/bench_train_$DEVICE.json" \
+    --results "$OUT/RESULTS.md" --section "train-$DEVICE"
+step bench_extract 70 $PY scripts/bench_extract.py --device "$DEVICE" --engines torch,torch-bf16 "${EXTRACT[@]}" \
+    --work "$WORK" --out "$OUT/bench_extract_$DEVICE.json" --results "$OUT/RESULTS.md" --section "extract-$DEVICE"
+step bench_recommend 80 $PY scripts/bench_recommend.py --device "$DEVICE" "${RECOMMEND[@]}" --work "$WORK" \
+    --out "$OUT/bench_recommend_$DEVICE.json" --results "$OUT/RESULTS.md" --section "recommend-$DEVICE"
+step mxnet 30 mxnet_refusal
+rm -rf "$WORK/demo"
+step demo 150 $PY -m fashionrec demo --out "$WORK/demo" --quick --no-progress
+cp "$WORK/demo/recommendations.png" "$OUT/demo_recommendations_$DEVICE.png" 2>/dev/null
+echo "== gpu_check done in $SECONDS s; files in $OUT" | tee -a "$LOG"
