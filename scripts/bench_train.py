@@ -216,6 +216,8 @@ def parse_args(argv=None):
     p.add_argument("--precisions", type=comma_list(choices=("auto", "fp32", "bf16")), default="auto",
                    help="train.precision values to measure (auto: bf16 on CUDA, fp32 on a CPU)")
     p.add_argument("--epochs", type=int, default=1, help="pipeline epochs; the last one's rate is reported")
+    p.add_argument("--source-px", type=int, default=None,
+                   help="size of the pipeline's JPEGs (default --size; 300 is DeepFashion's and the loader test's)")
     add_output_options(p, "train")
     args = p.parse_args(argv)
     if args.quick:
@@ -232,8 +234,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     report = start_report("bench_train.py", args, argv, "torch", "mxnet")
-    data_root = synthetic_catalog(args.work / f"catalog-{args.size}px-{args.images}", n=args.images,
-                                  size=args.size).parents[1] / "deepfashion"
+    source_px = args.source_px or args.size
+    data_root = synthetic_catalog(args.work / f"catalog-{source_px}px-{args.images}", n=args.images,
+                                  size=source_px).parents[1] / "deepfashion"
     # the loader at the GPU target's size, on JPEGs of about DeepFashion's (300 px): the same for every engine
     loader_root = synthetic_catalog(args.work / f"catalog-300px-{args.images}", n=args.images,
                                     size=300).parents[1] / "deepfashion"

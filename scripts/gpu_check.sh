@@ -26,6 +26,7 @@ OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${GPU_CHECK_SECONDS:-480}
+STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,bench_recommend,mxnet,demo
 WORK=${WORK:-/tmp/fashionrec-gpu-work}
 LOG=$OUT/gpu_check.log
 : >"$LOG"
@@ -42,6 +43,9 @@ cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
 step() {
     local name=$1 limit=$2 left=$((BUDGET - SECONDS))
     shift 2
+    if [[ ",$STEPS," != *",$name,"* && $STEPS != all ]]; then
+        return
+    fi
     ((left < limit)) && limit=$left
     if ((limit < 10)); then
         echo "== $name: skipped, the budget is spent" | tee -a "$LOG"
@@ -82,12 +86,12 @@ EOF
 }
 
 if [ "$DEVICE" = cuda ]; then
-    TRAIN=(--size 224 --images 5000 --batch-size 256 --epochs 3 --batches 40 --workers 8)
-    EXTRACT=(--size 224 --images 5000 --batch-size 128 --workers 4,8,16 --repeats 2)
+    TRAIN=(--size 224 --source-px 300 --images 4000 --batch-size 256 --epochs 2 --batches 40 --workers 12)
+    EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2)
     RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
-    DATA=$WORK/catalog-224px-5000/deepfashion  # bench_train's
+    DATA=$WORK/catalog-300px-4000/deepfashion  # bench_train's
 else  # the rehearsal
-    TRAIN=(--size 64 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1)
+    TRAIN=(--size 64 --source-px 300 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1)
     EXTRACT=(--size 64 --images 96 --batch-size 16 --workers 1 --repeats 1)
     RECOMMEND=(--size 64 --catalog 500 --images 45 --queries 8 --cold-runs 1)
     DATA=$WORK/catalog-64px-300/deepfashion
@@ -97,7 +101,7 @@ export -f facts mxnet_refusal
 export PY WORK DATA
 
 step facts 30 facts
-step bench_train 230 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
+step bench_train 280 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
     --precisions fp32,bf16 "${TRAIN[@]}" --work "$WORK" --out "$OUT/bench_train_$DEVICE.json" \
     --results "$OUT/RESULTS.md" --section "train-$DEVICE"
 step bench_extract 70 $PY scripts/bench_extract.py --device "$DEVICE" --engines torch,torch-bf16 "${EXTRACT[@]}" \

@@ -1,6 +1,7 @@
 """Nothing is loaded by unpickling; parsers and decoding fail only with the toolkit's own error;
 a kill leaves the old artifact or the new one."""
 
+import os
 import pickle
 import shutil
 import signal
@@ -138,6 +139,24 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
     np.testing.assert_array_equal(after.features, before)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".index.")]
     assert leftovers  # the half-written directory is there, under a temporary name only
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_process_group_stops_training_with_workers_quietly(synth_root, tmp_path, signum):
+    """`timeout` sends SIGTERM to the whole process group, Ctrl-C sends SIGINT to it: the loader's worker
+    processes get it too. One line from the parent, no traceback from any worker, and the epoch kept."""
+    cmd = [sys.executable, "-m", "fashionrec", "pretrain", "-c", str(DEMO_CONFIGS / "pretrain-category.yaml"),
+           "--set", f"data.root={synth_root / 'deepfashion'}", "--set", f"output.dir={tmp_path}",
+           "--set", "model.input_size=32", "--set", "train.max_epochs=50", "--set", "train.patience=50",
+           "--set", "train.limit_train_batches=3", "--set", "train.workers=2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1:"):  # the workers are up and loading epoch 2
+            os.killpg(proc.pid, signum)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert (tmp_path / "pretrain" / "bninception-category" / "last" / "state.json").is_file()
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ over the ranks (:meth:`BatchLoader.check_bad`): every rank then stops on the sam
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +86,27 @@ class ImageSource:
 def _init_worker(state):
     _STATE.clear()
     _STATE.update(state)
+
+
+_STOPPING = None  # in a worker: the pool's flag that its parent is stopping it (Loader.close)
+
+
+def _on_sigterm(signum, frame):
+    if _STOPPING is not None and _STOPPING.value:
+        raise SystemExit(0)  # the parent's terminate(): unwind (a queue lock held is released), no traceback
+
+
+def _init_pool_worker(state, stopping):
+    """A worker process. Ctrl-C reaches the whole process group, and so does ``timeout``'s SIGTERM: the
+    parent alone handles them and stops the pool, so a worker ignores both until the parent has set
+    ``stopping``. A worker that died of the group's SIGTERM could leave the pool's queue lock held (the
+    parent's terminate() then waited forever), and one that ran the parent's handler, inherited through
+    fork, printed a KeyboardInterrupt traceback."""
+    global _STOPPING
+    _STOPPING = stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _init_worker(state)
 
 
 def _load_batch(job, out=None):
@@ -207,8 +229,9 @@ class BatchLoader:
             shape = (self.prefetch, rows, size, size, 3)
             buffer = ctx.RawArray("B", int(np.prod(shape)))
             self._slots = np.frombuffer(buffer, np.uint8).reshape(shape)
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker,
-                                  initargs=(dict(self._state, slots=self._slots),))
+            self._stopping = ctx.RawValue("b", 0)
+            self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker,
+                                  initargs=(dict(self._state, slots=self._slots), self._stopping))
         jobs, pending, free = self._jobs(epoch), deque(), list(range(self.prefetch))
 
         def submit():
@@ -266,6 +289,7 @@ class BatchLoader:
 
     def close(self):
         if getattr(self, "_pool", None) is not None:
+            self._stopping.value = 1  # the workers leave on terminate()'s SIGTERM
             self._pool.terminate()
             self._pool.join()
             self._pool = None

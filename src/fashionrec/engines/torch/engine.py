@@ -9,8 +9,11 @@ BN-Inception on a CPU (``scripts/bench_recommend.py``); fp32 unless ``set_infere
 asks for bf16.
 
 ``set_training_precision`` picks the arithmetic of training: ``auto`` (the default) is bf16
-autocast on CUDA and fp32 on a CPU. On CUDA, cuDNN picks each convolution's fastest algorithm for
-the (fixed) input size on first use (``cudnn.benchmark``).
+autocast on CUDA and fp32 on a CPU. On CUDA, training lets cuDNN time each convolution's algorithms
+on a shape's first use (``cudnn.benchmark``: training batches have one shape); inference does
+not, since its batches have any size (1 query, 16, a catalog's last batch) and each new shape
+would be timed anew. With it on for inference too, an H200 gave recommend's batches of 16 88 ms
+per image against 22 ms for single queries (``benchmarks/RESULTS.md``, recommend-cuda).
 
 Data-parallel training (torchrun): :meth:`TorchClassifier.distribute` wraps the network in
 DistributedDataParallel (optionally with synchronised BatchNorm, :mod:`.parallel`); ``self.model``
@@ -64,7 +67,6 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
     if device == "cuda":
         bind_local_gpu()  # under torchrun, "cuda" is this rank's own GPU
-        torch.backends.cudnn.benchmark = True  # every batch has the input size: autotune each conv once
     return device
 
 
@@ -186,6 +188,8 @@ class TorchClassifier:
             raise RuntimeError("call configure_optimizer() before train_step()")
         self.model.train()
         self._inference_model = None
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # one batch shape: autotuning each conv once pays
         xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
         if not self.cuda:
             xt = xt.contiguous()  # the CPU trains in the model's own NCHW layout
@@ -209,6 +213,8 @@ class TorchClassifier:
         if self._inference_model is None:
             self._inference_model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
         model = self._inference_model
+        if self.cuda:
+            torch.backends.cudnn.benchmark = False  # any batch size: no autotuning per new shape
         with self._autocast(training=False):
             fmap = model.forward_features(self._images(x))
             pooled = model.forward_head(fmap, pre_logits=True)
