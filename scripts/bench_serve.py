@@ -142,7 +142,7 @@ def main(argv=None):
         index_dir, describe = args.index, f"`{args.index}`"
     else:
         made = SimpleNamespace(images=args.images, size=args.size, engine="torch", catalog=args.catalog,
-                               backend="auto")
+                               backend="auto", device="cpu")  # serve runs on the CPU server it benchmarks
         index_dir = build_catalog_index(args.work, made)
         describe = f"two BN-Inception extractors at {args.size} px, {args.images} synthetic JPEGs grown to the catalog"
     meta = json.loads((index_dir / "index.json").read_text())
