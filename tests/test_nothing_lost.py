@@ -262,3 +262,19 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--quick", "--no-progress"])
     _one_line_error(r, str(tmp_path), "not a fashionrec demo folder")
     assert (tmp_path / "runs" / "my-run.txt").read_text() == "weeks of training"
+
+
+@pytest.mark.parametrize("planted", ["runs/notes.txt", "runs/pretrain/mine/notes.txt", "index/notes.txt"])
+def test_demo_keeps_what_a_user_put_inside_an_earlier_demos_runs_or_index(tmp_path, planted):
+    """An earlier demo's folder is replaced, but runs/ and index/ go whole: a file no demo writes stops it."""
+    (tmp_path / ".fashionrec-demo.json").write_text('{"quick": true, "engine": "torch"}')
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "index.json").write_text("{}")
+    user_file = tmp_path / planted
+    user_file.parent.mkdir(parents=True, exist_ok=True)
+    if "mine" in planted:
+        (user_file.parent / "model.json").write_text("{}")
+    user_file.write_text("weeks of training")
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--quick", "--no-progress"])
+    _one_line_error(r, str(user_file.parent if "mine" in planted or "index" in planted else user_file))
+    assert user_file.read_text() == "weeks of training"

@@ -74,8 +74,25 @@ def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: b
     out = Path(out)
     ensure_writable(out)
     check_replaceable(out, DEMO_KIND)
+    _check_replaced_outputs(out / "runs", out / "index")
     with exclusive_lock(out, wait=False, what="demo folder"):
         return _run_demo(out, quick, engine, progress, log)
+
+
+def _check_replaced_outputs(runs: Path, index_dir: Path) -> None:
+    """The demo replaces DIR/runs and DIR/index whole: refuse, before any work, if either holds what no
+    demo writes (a run of the user's own put beside the demo's, a note in the index)."""
+    from .index import INDEX_KIND
+    from .runs import RUN_KIND
+
+    check_replaceable(index_dir, INDEX_KIND)
+    for stage in sorted(runs.iterdir()) if runs.is_dir() else ():
+        if not stage.is_dir():
+            raise UserError(f"{stage}: not written by a demo (runs/ holds a folder per stage); move it away "
+                            f"or choose another --out")
+        for run in sorted(stage.iterdir()):
+            if not (run.name.startswith(".") and run.name.endswith(".lock")):  # the runs' own locks
+                check_replaceable(run, RUN_KIND)
 
 
 def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
@@ -87,7 +104,7 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
 
     t0 = time.perf_counter()
     data, runs, index_dir = out / "data", out / "runs", out / "index"
-    for stale in (runs, index_dir):  # a demo is a fresh run each time; the folder is a demo's (checked)
+    for stale in (runs, index_dir):  # a demo is a fresh run each time; run_demo checked both hold only its own
         shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / DEMO_KIND.marker, {"quick": quick, "engine": engine})
