@@ -94,7 +94,7 @@ class TorchClassifier:
         self.label_smoothing = 0.0
         self._inference_model = None  # built on first use, dropped whenever the weights change
         self.precision = "fp32"  # of inference
-        self.training_precision = "bf16" if self.cuda else "fp32"  # set_training_precision("auto")
+        self.set_training_precision("auto")
         self.world_size = 1  # ranks training together (distribute)
         self._ddp, self._ddp_trainable = None, None  # the DistributedDataParallel wrapper, made when needed
 
