@@ -100,3 +100,18 @@ def test_unicode_and_spaces_in_query_paths(built_index, tmp_path):
                                   "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
     assert '"id": 2' in r.output
+
+
+def test_a_precision_the_engine_cannot_train_in_is_refused_before_data_or_folders(tmp_path):
+    """mxnet trains in fp32 only: bf16 is one line naming train.precision, before the (missing) data is read
+    and before any run folder is made (mxnet itself need not be installed to say so)."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs/pretrain/bninception-category.yaml"
+    r = CliRunner().invoke(main, ["pretrain", "-c", str(config), "--engine", "mxnet",
+                                  "--set", "train.precision=bf16", "--set", f"data.root={tmp_path / 'missing'}",
+                                  "--set", f"output.dir={tmp_path / 'runs'}"])
+    assert r.exit_code == 2, r.output
+    assert "train.precision: bf16 training needs engine torch; engine mxnet takes auto, fp32" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "runs").exists()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES
+from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
 from .errors import ConfigError
 from .knn import BACKENDS
 
@@ -79,7 +79,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr down to 0 at max_epochs, every step
     warmup_epochs: float = 0.0  # linear warm-up to lr over these (fractional) epochs, every step
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
+    precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
 
     def __post_init__(self):
         self.label_smoothing = _check_number("label_smoothing", self.label_smoothing, 0.0, 0.99)

@@ -36,7 +36,7 @@ from .data.loader import BatchLoader
 from .data.readers import load_manifest
 from .distributed import SINGLE, StopSignals, World
 from .engines.factory import build_classifier
-from .engines.registry import weights_file
+from .engines.registry import check_training_precision, weights_file
 from .errors import TrainingInterrupted, UserError
 from .evaluate import predict_loader
 from .runs import RUN_KIND, load_classifier, normalization_record, sha256_file, write_model_json
@@ -134,6 +134,7 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     """
     init = init if init is not None else cfg.init
     distributed.check_engine(cfg.engine)
+    check_training_precision(cfg.engine, cfg.train.precision)  # before any data is read or folder made
     with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world) as saved:
         return _train(cfg, resume, init, progress, log, saved, world)
 

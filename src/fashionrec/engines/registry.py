@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..errors import UserError
+
 _HERE = Path(__file__).resolve().parent
 # an engine package's modules that are not architectures (names starting with "_" are not either)
 SUPPORT_MODULES = frozenset({"engine", "weights", "parallel"})  # the rest of an engine, not architectures
@@ -122,6 +124,21 @@ def precision_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for e in _ENGINES.values() for p in e.precisions))
 
 
+def training_precisions(engine: str | None = None) -> tuple[str, ...]:
+    """The ``train.precision`` values ``engine`` takes (of any engine if None): ``auto`` (the engine's
+    best on its device) and the precisions it runs."""
+    return ("auto", *(engine_spec(engine).precisions if engine is not None else precision_names()))
+
+
+def check_training_precision(engine: str, precision: str) -> None:
+    """A UserError unless ``engine`` trains in ``precision``; the training stages call it before reading data."""
+    allowed = training_precisions(engine)
+    if precision not in allowed:
+        others = [e for e in _ENGINES if precision in training_precisions(e)]
+        raise UserError(f"train.precision: {precision} training needs engine {' or '.join(others) or '?'}; engine "
+                        f"{engine} takes {', '.join(allowed)}")
+
+
 def registered_builder(engine: str, arch: str) -> Callable:
     """The builder ``arch``'s file registered for ``engine`` (the factory imports the file first)."""
     check_arch(engine, arch)
@@ -146,7 +163,9 @@ register_engine(EngineSpec(
 ENGINE_NAMES = engine_names()
 ARCH_NAMES = list_archs()
 PRECISION_NAMES = precision_names()
+TRAINING_PRECISION_NAMES = training_precisions()
 
-__all__ = ["ARCH_NAMES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "check_arch",
+__all__ = ["ARCH_NAMES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "TRAINING_PRECISION_NAMES", "check_arch",
+           "check_training_precision", "training_precisions",
            "engine_names", "engine_spec", "list_archs", "precision_names", "register_engine", "register_model",
            "registered_builder", "weights_file"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import AugmentConfig, LogConfig, OutputConfig, load_config, read_yaml
-from ..engines.registry import ARCH_NAMES, ENGINE_NAMES
+from ..engines.registry import ARCH_NAMES, ENGINE_NAMES, TRAINING_PRECISION_NAMES
 from ..errors import ConfigError
 from .sampler import check_batch
 
@@ -89,6 +89,7 @@ class MetricTrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     limit_train_batches: int | None = None
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
+    precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU
 
 
 @dataclass

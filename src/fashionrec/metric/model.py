@@ -98,9 +98,8 @@ class Embedder(TorchClassifier):
         # channels/scale: an imported Caffe-lineage backbone wants BGR in 0-255 (model.json records it)
         super().__init__(arch, 1, device=device, seed=seed, mean=mean, std=std, channels=channels, scale=scale,
                          build_network=get_builder(self.engine, arch))  # self.model: the backbone
-        self.model = EmbeddingNet(self.model.cpu(), embedding_dim, input_size).to(self.device)
-        if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = EmbeddingNet(self.model.cpu(), embedding_dim, input_size).to(
+            self.device, memory_format=torch.channels_last)
         self.loss_fn = self.miner = None
         self.clip_grad_norm = None
         self._base_lrs: list[float] = []
@@ -169,8 +168,6 @@ class Embedder(TorchClassifier):
         self.model.train()
         self._inference_model = None
         xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
-        if not self.cuda:
-            xt = xt.contiguous()
         with self._autocast():
             emb = self._training_module()(xt)  # the DDP wrapper when data-parallel
         emb = emb.float()

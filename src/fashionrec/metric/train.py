@@ -39,7 +39,7 @@ from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
 from ..data.inshop import ItemImages, read_inshop, read_items_csv, read_run_record
 from ..data.loader import BatchLoader
 from ..distributed import SINGLE, StopSignals, World
-from ..engines.registry import weights_file
+from ..engines.registry import check_training_precision, weights_file
 from ..errors import DataError, TrainingInterrupted, UserError
 from ..runs import read_model_json, sha256_file, write_model_json
 from ..scalars import ScalarLog
@@ -111,6 +111,7 @@ def train_metric(cfg: MetricConfig, *, resume: bool = False, init=None, progress
     ``force`` replaces a finished run of the same name, never a folder holding other files.
     """
     distributed.check_engine(cfg.engine)
+    check_training_precision(cfg.engine, cfg.train.precision)  # before any data is read or folder made
     with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world) as saved:
         return _train_metric(cfg, resume, init, progress, log, saved, world)
 
@@ -218,6 +219,7 @@ def _embedder(cfg: MetricConfig, init, norm: dict | None, num_items: int, resume
     if weights is not None:
         model.load_backbone(weights, str(init))
     model.configure_training(cfg.loss, t, num_items=num_items)
+    model.set_training_precision(t.precision)
     if resume_from is not None:
         resume_from.load_training_state(model)
     return model, norm

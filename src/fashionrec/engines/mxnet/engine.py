@@ -19,7 +19,7 @@ from ...artifacts import atomic_path, read_json, write_json
 from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from ...errors import UserError
 from ..base import check_images
-from ..registry import engine_spec
+from ..registry import check_training_precision, engine_spec
 
 MAX_COMPUTE_CAPABILITY = (8, 6)
 
@@ -149,9 +149,7 @@ class MXNetClassifier:
                             "(convert the runs with `fashionrec convert`)")
 
     def set_training_precision(self, precision: str) -> None:
-        if precision not in ("auto", "fp32"):
-            raise UserError(f"train.precision: {precision} training needs the torch engine; the mxnet engine "
-                            "trains in fp32 (use precision: auto or fp32)")
+        check_training_precision(self.engine, precision)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.extract(x)[0]
