@@ -49,6 +49,12 @@ def test_plot_history_tolerates_missing_keys(tmp_path):
         R.plot_history([], tmp_path / "x.png")
 
 
+def test_lr_axis_is_log_for_steps_and_linear_for_a_cosine_to_zero():
+    assert R.lr_axis_scale([1e-2, 2.5e-3, 6.25e-4]) == "log"
+    cosine = [4e-3 * (1 + np.cos(np.pi * e / 14)) / 2 for e in range(1, 15)]  # its last epoch ~0
+    assert R.lr_axis_scale(cosine) == "linear" and R.lr_axis_scale([1e-3, 0.0]) == "linear"
+
+
 @pytest.mark.parametrize("n", [5, 9, 30])
 def test_plot_confusion_scales_with_classes(tmp_path, n):
     rng = np.random.default_rng(n)

@@ -52,11 +52,19 @@ def _number(row: Mapping, key: str) -> float | None:
 # --------------------------------------------------------------------------- training curves
 
 
-def plot_history(history: Sequence[Mapping], out_png, title: str | None = None) -> Path:
+def lr_axis_scale(lrs: Sequence[float]) -> str:
+    """``log`` for a schedule of steps (x0.1, x0.25), ``linear`` when it spans over 3 decades: a cosine's
+    last epoch (~1e-9) on a log axis would flatten the rest of the curve."""
+    return "log" if min(lrs) > 0 and max(lrs) / min(lrs) <= 1e3 else "linear"
+
+
+def plot_history(history: Sequence[Mapping], out_png, title: str | None = None, label_smoothing: float = 0.0) -> Path:
     """Loss and accuracy per epoch, train and val, with the best epoch (lowest val loss) marked.
 
     ``history`` rows look like ``{"epoch": 1, "train_loss": .., "train_acc": .., "val_loss": ..,
     "val_acc": .., "val_top_k": .., "lr": ..}``; missing, ``None`` or non-finite values are skipped.
+    With ``label_smoothing`` the train loss is against smoothed targets (its floor is above 0, and
+    above the val loss, which is not smoothed): its legend says so.
     """
     if not isinstance(history, Sequence) or not history or not all(isinstance(r, Mapping) for r in history):
         raise ValueError("history: expected a non-empty list of per-epoch dicts")
@@ -68,8 +76,9 @@ def plot_history(history: Sequence[Mapping], out_png, title: str | None = None) 
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
+    train_loss = f"train (label smoothing {label_smoothing:g})" if label_smoothing else "train"
     panels = [
-        (ax_loss, "loss (cross-entropy)", [("train_loss", "train", "C0", "-"), ("val_loss", "val", "C1", "-")]),
+        (ax_loss, "loss (cross-entropy)", [("train_loss", train_loss, "C0", "-"), ("val_loss", "val", "C1", "-")]),
         (ax_acc, "accuracy", [("train_acc", "train", "C0", "-"), ("val_acc", "val", "C1", "-"),
                               ("val_top_k", "val top-k", "C1", "--")]),
     ]
@@ -102,10 +111,10 @@ def plot_history(history: Sequence[Mapping], out_png, title: str | None = None) 
     lr = series("lr")
     if lr and len(set(lr[1])) == 1:                      # constant: say it in the title
         title = f"{title}  (lr {lr[1][0]:g})" if title else f"lr {lr[1][0]:g}"
-    elif lr:                                             # scheduled: a faint curve on a log axis
+    elif lr:                                             # scheduled: a faint curve, log axis for steps
         ax_lr = ax_loss.twinx()
         ax_lr.plot(*lr, color="0.55", linewidth=1, linestyle="--", drawstyle="steps-post")
-        ax_lr.set_yscale("log")
+        ax_lr.set_yscale(lr_axis_scale(lr[1]))
         ax_lr.set_ylabel("learning rate", color="0.45")
         ax_lr.tick_params(axis="y", colors="0.45", labelsize=8)
     if title:

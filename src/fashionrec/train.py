@@ -81,7 +81,7 @@ def quiet(*_args) -> None:
     """The log of ranks other than 0: one rank speaks for the run."""
 
 
-def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str) -> None:
+def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str, label_smoothing: float = 0.0) -> None:
     """model.json (the best epoch so far and its validation metrics), history.jsonl and its plot."""
     from .report import plot_history
 
@@ -92,7 +92,7 @@ def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str
     write_model_json(run_dir, info)
     history = checkpoint.history
     write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    plot_history(history, run_dir / "history.png", title=title)
+    plot_history(history, run_dir / "history.png", title=title, label_smoothing=label_smoothing)
 
 
 @contextmanager
@@ -216,7 +216,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
                     is_best = checkpoint.update(clf, row)
                     saved["epoch"] = True
                     scalars.write(row)
-                    _write_results(run_dir, info, checkpoint, title)
+                    _write_results(run_dir, info, checkpoint, title, t.label_smoothing)
                     log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
                         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
                         f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
