@@ -40,7 +40,9 @@ over the ranks (:meth:`BatchLoader.check_bad`): every rank then stops on the sam
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,6 +109,14 @@ def _init_pool_worker(state, stopping):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _init_worker(state)
+
+
+def _kill(workers) -> None:
+    for worker in workers:  # multiprocessing.Process objects; one that has exited ignores the signal
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except (ProcessLookupError, TypeError):
+            pass
 
 
 def _load_batch(job, out=None):
@@ -290,8 +300,16 @@ class BatchLoader:
     def close(self):
         if getattr(self, "_pool", None) is not None:
             self._stopping.value = 1  # the workers leave on terminate()'s SIGTERM
-            self._pool.terminate()
-            self._pool.join()
+            # A worker waiting for the task queue's lock has missed that SIGTERM and left join() waiting
+            # forever (once at the end of a training, once in CI): whatever is left after 10 s is SIGKILLed.
+            watchdog = threading.Timer(10.0, _kill, (list(getattr(self._pool, "_pool", ())),))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                self._pool.terminate()
+                self._pool.join()
+            finally:
+                watchdog.cancel()
             self._pool = None
 
     def __del__(self):
