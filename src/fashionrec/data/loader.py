@@ -14,10 +14,11 @@ Randomness is a pure function of (seed, epoch, row): shuffling uses
 row])``. A resumed run therefore sees exactly the batches the uninterrupted one would, and
 the result does not depend on the number of workers.
 
-Worker processes write each batch into a slot of a shared-memory buffer and send back only
+Worker processes (:mod:`.workers`: forked, sharing no lock with this process, so stopping them
+never waits on one) write each batch into a slot of a shared-memory buffer and send back only
 its row numbers: a pipe carried at most ~2,000-3,000 images/s of 224-px batches on this
 2-core machine (``scripts/bench_train.py``), below the 4,000 a GPU can train on. The slots also
-bound read-ahead to ``prefetch`` batches: ``Pool.imap`` would decode a whole epoch ahead of a
+bound read-ahead to ``prefetch`` batches: an unbounded queue would decode a whole epoch ahead of a
 slow network and hold it in memory.
 
 Images that cannot be decoded are skipped and recorded in ``bad`` (path -> reason); when more
@@ -39,10 +40,8 @@ over the ranks (:meth:`BatchLoader.check_bad`): every rank then stops on the sam
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
-import os
-import signal
-import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from ..errors import DataError
 from .augment import Augmenter
 from .images import DEFAULT_MAX_PIXELS, decode_image, resize
 from .manifest import Manifest
+from .workers import Workers
 
 SHARDINGS = ("batch", "range")  # how a data-parallel run's ranks share an epoch (see the module's docstring)
 _STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
@@ -90,35 +90,6 @@ def _init_worker(state):
     _STATE.update(state)
 
 
-_STOPPING = None  # in a worker: the pool's flag that its parent is stopping it (Loader.close)
-
-
-def _on_sigterm(signum, frame):
-    if _STOPPING is not None and _STOPPING.value:
-        raise SystemExit(0)  # the parent's terminate(): unwind (a queue lock held is released), no traceback
-
-
-def _init_pool_worker(state, stopping):
-    """A worker process. Ctrl-C reaches the whole process group, and so does ``timeout``'s SIGTERM: the
-    parent alone handles them and stops the pool, so a worker ignores both until the parent has set
-    ``stopping``. A worker that died of the group's SIGTERM could leave the pool's queue lock held (the
-    parent's terminate() then waited forever), and one that ran the parent's handler, inherited through
-    fork, printed a KeyboardInterrupt traceback."""
-    global _STOPPING
-    _STOPPING = stopping
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _init_worker(state)
-
-
-def _kill(workers) -> None:
-    for worker in workers:  # multiprocessing.Process objects; one that has exited ignores the signal
-        try:
-            os.kill(worker.pid, signal.SIGKILL)
-        except (ProcessLookupError, TypeError):
-            pass
-
-
 def _load_batch(job, out=None):
     """Decode a batch into ``out`` (a new array when None); returns (images, kept rows, bad)."""
     epoch, rows = job
@@ -142,10 +113,12 @@ def _load_batch(job, out=None):
     return out[: len(ok)], np.asarray(ok, np.int64), bad
 
 
-def _fill_slot(job, slot: int):
-    """In a worker: decode a batch into shared-memory slot ``slot``; only the row numbers travel back."""
-    _, ok, bad = _load_batch(job, _STATE["slots"][slot])
-    return ok, bad
+def _fill_slot(job: bytes) -> dict:
+    """In a worker: decode the batch of ``job`` (int64 epoch, slot, rows...) into its shared-memory slot;
+    only the kept row numbers and the bad images travel back."""
+    epoch, slot, *rows = np.frombuffer(job, np.int64).tolist()
+    _, ok, bad = _load_batch((epoch, rows), _STATE["slots"][slot])
+    return {"ok": ok.tolist(), "bad": bad}
 
 
 class BatchLoader:
@@ -185,7 +158,7 @@ class BatchLoader:
         augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
         self._state = dict(root=images.root, paths=list(images.paths), size=input_size,
                            augmenter=augmenter, seed=seed, max_pixels=max_pixels)
-        self._pool = None
+        self._workers = None
         self._slots = None
 
     def _num_batches(self) -> int:
@@ -231,37 +204,37 @@ class BatchLoader:
             _init_worker(self._state)
             yield from map(_load_batch, self._jobs(epoch))
             return
-        if self._pool is None:
-            # fork: workers inherit the paths and the slots without pickling; they only touch PIL/numpy.
-            ctx = mp.get_context("fork")
+        if self._workers is None:
             size = self._state["size"]
             rows = -(-self.batch_size // self.world_size) if self.shard_by == "batch" else self.batch_size
             shape = (self.prefetch, rows, size, size, 3)
-            buffer = ctx.RawArray("B", int(np.prod(shape)))
+            buffer = mp.get_context("fork").RawArray("B", int(np.prod(shape)))
             self._slots = np.frombuffer(buffer, np.uint8).reshape(shape)
-            self._stopping = ctx.RawValue("b", 0)
-            self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker,
-                                  initargs=(dict(self._state, slots=self._slots), self._stopping))
-        jobs, pending, free = self._jobs(epoch), deque(), list(range(self.prefetch))
+            state = dict(self._state, slots=self._slots)
+            self._workers = Workers(self.workers, functools.partial(_init_worker, state), _fill_slot,
+                                    name="loader worker")
+        jobs, slots, free = self._jobs(epoch), deque(), list(range(self.prefetch))
 
         def submit():
             job = next(jobs, None)
             if job is not None:
                 slot = free.pop()
-                pending.append((slot, self._pool.apply_async(_fill_slot, (job, slot))))
+                self._workers.submit(np.array([job[0], slot, *job[1]], np.int64).tobytes())
+                slots.append(slot)
 
         try:
             for _ in range(self.prefetch):
                 submit()
-            while pending:
-                slot, result = pending.popleft()
-                rows, bad = result.get()
+            while slots:
+                slot = slots.popleft()
+                answer = self._workers.next_result()
+                rows = np.asarray(answer["ok"], np.int64)
                 x = self._slots[slot, :len(rows)].copy()  # the consumer may keep x; the slot is reused now
                 free.append(slot)
                 submit()
-                yield x, rows, bad
+                yield x, rows, [tuple(b) for b in answer["bad"]]
         except BaseException:  # GeneratorExit too: the consumer stopped early
-            if pending:  # workers may still be writing into slots: stop them; the next epoch starts anew
+            if slots:  # workers may still be writing into slots: stop them; the next epoch starts anew
                 self.close()
             raise
 
@@ -298,19 +271,9 @@ class BatchLoader:
         )
 
     def close(self):
-        if getattr(self, "_pool", None) is not None:
-            self._stopping.value = 1  # the workers leave on terminate()'s SIGTERM
-            # A worker waiting for the task queue's lock has missed that SIGTERM and left join() waiting
-            # forever (once at the end of a training, once in CI): whatever is left after 10 s is SIGKILLed.
-            watchdog = threading.Timer(10.0, _kill, (list(getattr(self._pool, "_pool", ())),))
-            watchdog.daemon = True
-            watchdog.start()
-            try:
-                self._pool.terminate()
-                self._pool.join()
-            finally:
-                watchdog.cancel()
-            self._pool = None
+        if getattr(self, "_workers", None) is not None:
+            self._workers.close()
+            self._workers = None
 
     def __del__(self):
         self.close()
