@@ -140,6 +140,7 @@ def _rank_worker(rank: int, port: int, out: str):
     from fashionrec.train import agree_on_step
 
     torch.set_num_threads(1)
+    distributed.import_lazy_torch_modules()  # or the group outlives destroy_process_group: SIGABRT at exit
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     result = {}
     try:
@@ -190,7 +191,7 @@ def _rank_worker(rank: int, port: int, out: str):
                 except KeyboardInterrupt:
                     result["stopped"] = True
     finally:
-        dist.destroy_process_group()
+        distributed.destroy_process_group()
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 
 
