@@ -3,11 +3,13 @@ a kill leaves the old artifact or the new one."""
 
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,6 +158,28 @@ def test_a_signal_to_the_process_group_stops_training_with_workers_quietly(synth
             break
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert (tmp_path / "pretrain" / "bninception-category" / "last" / "state.json").is_file()
+
+
+def test_a_loader_worker_killed_mid_training_ends_the_run_with_one_line_and_the_epoch_kept(synth_root, tmp_path):
+    """The OOM killer takes a worker: the run stops at once, saying which, where a multiprocessing.Pool
+    waited forever for the batch the worker owed."""
+    cmd = [sys.executable, "-m", "fashionrec", "pretrain", "-c", str(DEMO_CONFIGS / "pretrain-category.yaml"),
+           "--set", f"data.root={synth_root / 'deepfashion'}", "--set", f"output.dir={tmp_path}",
+           "--set", "model.input_size=32", "--set", "train.max_epochs=50", "--set", "train.patience=50",
+           "--set", "train.limit_train_batches=3", "--set", "train.workers=2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1:"):  # both loaders' workers are up
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert len(children) == 4  # 2 train + 2 validation workers
+            for pid in children:
+                os.kill(int(pid), signal.SIGKILL)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.fullmatch(r"error: loader worker [01] \(pid \d+\) was killed by SIGKILL while a batch was due; "
+                        r"out of memory\? .*", err.strip()), err
     assert (tmp_path / "pretrain" / "bninception-category" / "last" / "state.json").is_file()
 
 

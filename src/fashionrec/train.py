@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -204,38 +205,51 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
         f"{len(train_loader.images)} train / {len(val_loader.images)} val images, "
         f"engine {cfg.engine} on {clf.device}" + (f" x {world.size} ranks ({world.backend})" if world.enabled else "")
         + f" -> {run_dir}")
-    stop = StopSignals(world)
-    try:
-        with stop.installed():
-            for epoch in range(checkpoint.epoch + 1, t.max_epochs + 1):
-                if checkpoint.should_stop:  # also a resumed run that had already stopped early
-                    break
-                row = _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress, world, stop)
+    def keep(row: dict, is_best: bool) -> None:
+        scalars.write(row)
+        _write_results(run_dir, info, checkpoint, title, t.label_smoothing)
+        log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
+            f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
+            f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
 
-                def keep(row=row) -> dict:  # rank 0: the epoch on disk
-                    is_best = checkpoint.update(clf, row)
-                    saved["epoch"] = True
-                    scalars.write(row)
-                    _write_results(run_dir, info, checkpoint, title, t.label_smoothing)
-                    log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
-                        f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
-                        f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))
-                    return checkpoint.state()
-
-                state = world.on_main(keep)  # early stopping is rank 0's decision; the others take its state
-                if not world.is_main:
-                    checkpoint.restore(state)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir, checkpoint.epoch) from None
-    finally:
-        train_loader.close()
-        val_loader.close()
-        scalars.close()
+    run_epochs(checkpoint, clf, t.max_epochs, world, saved, (train_loader, val_loader, scalars),
+               lambda epoch, stop: _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress, world, stop), keep)
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
     if checkpoint.history:
         log(f"best epoch {checkpoint.best_epoch}: val loss {checkpoint.best_value:.3f}; "
             f"weights in {run_dir / info['weights']}")
     return run_dir
+
+
+def run_epochs(checkpoint: Checkpoint, model, max_epochs: int, world: World, saved: dict, closing,
+               run_epoch: Callable[[int, StopSignals], dict], keep: Callable[[dict, bool], None]) -> None:
+    """The epochs of a training stage, classification and metric learning alike: ``run_epoch(epoch, stop)``
+    trains and validates one epoch on every rank and returns its history row; rank 0 puts it in the
+    checkpoint and calls ``keep(row, is_best)`` to write the rest of the run folder, and decides early
+    stopping for every rank. Ctrl-C or SIGTERM raises :class:`TrainingInterrupted` naming the last epoch
+    kept; ``closing`` (loaders, the scalar log) is closed however it ends."""
+    stop = StopSignals(world)
+    try:
+        with stop.installed():
+            for epoch in range(checkpoint.epoch + 1, max_epochs + 1):
+                if checkpoint.should_stop:  # also a resumed run that had already stopped early
+                    break
+                row = run_epoch(epoch, stop)
+
+                def on_main(row=row) -> dict:  # rank 0: the epoch on disk
+                    is_best = checkpoint.update(model, row)
+                    saved["epoch"] = True
+                    keep(row, is_best)
+                    return checkpoint.state()
+
+                state = world.on_main(on_main)  # early stopping is rank 0's decision; the others take its state
+                if not world.is_main:
+                    checkpoint.restore(state)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(checkpoint.run_dir, checkpoint.epoch) from None
+    finally:
+        for thing in closing:
+            thing.close()
 
 
 def write_bad_images(run_dir: Path, bad: dict, world: World, log) -> None:

@@ -40,10 +40,10 @@ from ..data.inshop import ItemImages, read_inshop, read_items_csv, read_run_reco
 from ..data.loader import BatchLoader
 from ..distributed import SINGLE, StopSignals, World
 from ..engines.registry import check_training_precision, weights_file
-from ..errors import DataError, TrainingInterrupted, UserError
+from ..errors import DataError, UserError
 from ..runs import read_model_json, sha256_file, write_model_json
 from ..scalars import ScalarLog
-from ..train import agree_on_step, open_checkpoint, quiet, run_folder, write_bad_images
+from ..train import agree_on_step, open_checkpoint, quiet, run_epochs, run_folder, write_bad_images
 from .config import TORCH_ONLY, MetricConfig
 from .evaluate import embed_loader, score
 from .model import KIND, Embedder
@@ -167,39 +167,22 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
         + f" -> {run_dir}")
     if singles:
         log(f"{singles} training item(s) with one photo only are left out of the batches (nothing to pair with)")
-    stop = StopSignals(world)
-    try:
-        with stop.installed():
-            for epoch in range(checkpoint.epoch + 1, t.max_epochs + 1):
-                if checkpoint.should_stop:
-                    break
-                row = _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress, world, stop)
+    def keep(row: dict, is_best: bool) -> None:
+        scalars.write(row)
+        best = checkpoint.best
+        info.update(best_epoch=checkpoint.best_epoch, epochs=row["epoch"],
+                    metrics={k: best[k] for k in best if k.startswith("val_")},
+                    weights_sha256=sha256_file(run_dir / info["weights"]))
+        write_model_json(run_dir, info)
+        write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in checkpoint.history))
+        plot_metric_history(checkpoint.history, run_dir / "history.png", title=title)
+        log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}"
+            f"{' (backbone frozen)' if row['frozen'] else ''} | val R@1 {row[MONITOR]:.3f} "
+            f"MAP@R {row['val_map@r']:.3f}" + ("  *best" if is_best else ""))
 
-                def keep(row=row) -> dict:  # rank 0: the epoch on disk
-                    is_best = checkpoint.update(model, row)
-                    saved["epoch"] = True
-                    scalars.write(row)
-                    best = checkpoint.best
-                    info.update(best_epoch=checkpoint.best_epoch, epochs=row["epoch"],
-                                metrics={k: best[k] for k in best if k.startswith("val_")},
-                                weights_sha256=sha256_file(run_dir / info["weights"]))
-                    write_model_json(run_dir, info)
-                    write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in checkpoint.history))
-                    plot_metric_history(checkpoint.history, run_dir / "history.png", title=title)
-                    log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}"
-                        f"{' (backbone frozen)' if row['frozen'] else ''} | val R@1 {row[MONITOR]:.3f} "
-                        f"MAP@R {row['val_map@r']:.3f}" + ("  *best" if is_best else ""))
-                    return checkpoint.state()
-
-                state = world.on_main(keep)  # early stopping is rank 0's decision; the others take its state
-                if not world.is_main:
-                    checkpoint.restore(state)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir, checkpoint.epoch) from None
-    finally:
-        train_loader.close()
-        val_loader.close()
-        scalars.close()
+    run_epochs(checkpoint, model, t.max_epochs, world, saved, (train_loader, val_loader, scalars),
+               lambda epoch, stop: _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress, world,
+                                              stop), keep)
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
     if checkpoint.history:
         log(f"best epoch {checkpoint.best_epoch}: val Recall@1 {checkpoint.best_value:.3f}; "
