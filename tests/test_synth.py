@@ -2,7 +2,11 @@
 
 import ast
 import csv
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -154,7 +158,8 @@ def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, word):
 
 def test_writers_spell_the_formats_out_without_the_readers():
     """The synthetic trees test the readers only if the writers do not borrow the readers' code:
-    no module of the synth package imports from outside it but ``artifacts`` (atomic folders)."""
+    no module of the synth package imports from outside it but ``artifacts`` (atomic folders) and
+    ``data.workers`` (the processes that draw)."""
     folder = Path(synth_package.__file__).parent
     outside = set()
     for path in folder.glob("*.py"):
@@ -163,7 +168,7 @@ def test_writers_spell_the_formats_out_without_the_readers():
                 outside.add((node.level, node.module))
             elif isinstance(node, (ast.Import, ast.ImportFrom)) and "fashionrec" in ast.unparse(node):
                 outside.add((0, ast.unparse(node)))
-    assert outside == {(3, "artifacts")}
+    assert outside == {(3, "artifacts"), (2, "workers")}
 
 
 def test_tree_ids_are_distinct_and_never_the_plan_seed():
@@ -332,3 +337,20 @@ def test_synth_keeps_a_tree_holding_a_users_file(tmp_path):
     with pytest.raises(UserError, match="notes.txt"):
         synthesize(tmp_path, n=6, size=32, progress=False)
     assert (tmp_path / "deepfashion" / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_stops_the_drawing_workers_quietly_and_leaves_no_tree(tmp_path):
+    """Ctrl-C reaches the whole process group: the workers leave it to `synth`, which stops them, discards the
+    half-drawn tree and says one word; no traceback from any process, and no process left."""
+    proc = subprocess.Popen([sys.executable, "-m", "fashionrec", "synth", str(tmp_path / "out"), "--n", "5000",
+                             "--size", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    for line in iter(proc.stderr.readline, ""):
+        if "deepfashion:" in line and "/5000" in line and not line.startswith("deepfashion:   0%"):
+            break  # drawing, in the workers
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and err.rstrip().endswith("interrupted"), err
+    assert not any((tmp_path / "out").iterdir())  # the half-drawn tree went with its temporary name
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nobody of the group is left

@@ -76,21 +76,14 @@ def synthesize(out_dir, n: int = 2000, size: int = 128, seed: int = 0, progress:
         check_replaceable(out_dir / writer.FOLDER, tree_kind(writer))
     plans = [(writer, writer.plan(n, seed)) for writer in WRITERS]
 
-    pool = None
-    if workers > 1 and n >= 100:  # below that, starting processes costs more than it saves
-        methods = multiprocessing.get_all_start_methods()
-        pool = multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
-    try:
-        for writer, rows in plans:
-            with atomic_dir(out_dir / writer.FOLDER, kind=tree_kind(writer)) as tmp:
-                draw_images(tmp, rows, writer.TREE, size, seed, pool, progress, writer.FOLDER,
-                            getattr(writer, "draw", draw_one_garment))
-                writer.write_files(tmp, rows)
-                write_json(tmp / MARKER, {"tree": writer.FOLDER, "images": n, "size": size, "seed": seed})
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    if n < 100 or "fork" not in multiprocessing.get_all_start_methods():
+        workers = 1  # below 100 images, starting processes costs more than it saves
+    for writer, rows in plans:
+        with atomic_dir(out_dir / writer.FOLDER, kind=tree_kind(writer)) as tmp:
+            draw_images(tmp, rows, writer.TREE, size, seed, workers, progress, writer.FOLDER,
+                        getattr(writer, "draw", draw_one_garment))
+            writer.write_files(tmp, rows)
+            write_json(tmp / MARKER, {"tree": writer.FOLDER, "images": n, "size": size, "seed": seed})
     summary = {writer.FOLDER: str(out_dir / writer.FOLDER) for writer, _ in plans}
     summary.update(images_per_tree=n, size=size)
     for writer, rows in plans:

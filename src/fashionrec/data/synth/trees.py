@@ -28,17 +28,20 @@ seeds). A writer that needs more seeds (In-shop: one per item) appends a non-zer
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..workers import Workers
 from .garments import CATEGORIES, draw_garment
 from .textures import TEXTURES
 
 PLAN = 2  # [seed, PLAN, tree] seeds the labels, products, splits and attributes of a tree
 JPEG_QUALITY = 90
+CHUNK = 8  # images per job a synth worker draws: few messages, and the bar still moves
 
 
 def plan_rng(seed: int, tree: int) -> np.random.Generator:
@@ -66,14 +69,36 @@ def _render(job) -> None:
     draw(row, size, key).save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
-def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, pool,
+def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, workers: int,
                 progress: bool, desc: str, draw=draw_one_garment) -> None:
     """Draw image ``i`` of ``rows`` into ``root / rows[i]["path"]`` with ``draw(rows[i], size,
-    [seed, tree, i])``, in ``pool`` if there is one."""
+    [seed, tree, i])``, in ``workers`` processes (the loader's, :mod:`..workers`) when more than one."""
     for r in rows:
         (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
     jobs = [(str(root / r["path"]), r, size, [seed, tree, i], draw) for i, r in enumerate(rows)]
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
-        results = pool.imap_unordered(_render, jobs, chunksize=8) if pool else map(_render, jobs)
-        for _ in results:
-            bar.update()
+        if workers <= 1:
+            for job in jobs:
+                _render(job)
+                bar.update()
+            return
+        chunks = [np.arange(i, min(i + CHUNK, len(jobs))) for i in range(0, len(jobs), CHUNK)]
+
+        def render_chunk(job: bytes) -> int:  # forked: the jobs are inherited, only their numbers travel
+            done = np.frombuffer(job, np.int64)
+            for i in done:
+                _render(jobs[i])
+            return len(done)
+
+        pool = Workers(workers, lambda: None, render_chunk, name="synth worker")
+        try:
+            ahead = iter(chunks)
+            for chunk in itertools.islice(ahead, 2 * workers):
+                pool.submit(chunk.tobytes())
+            while pool.pending:
+                bar.update(pool.next_result())
+                chunk = next(ahead, None)
+                if chunk is not None:
+                    pool.submit(chunk.tobytes())
+        finally:
+            pool.close()
