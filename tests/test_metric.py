@@ -267,7 +267,7 @@ def draw_inshop(root: Path, images: int, size: int) -> Path:
     from fashionrec.data.synth.trees import draw_images
 
     rows = inshop.plan(3 * images, 0)
-    draw_images(root, rows, inshop.TREE, size, 0, None, False, "inshop", inshop.draw)
+    draw_images(root, rows, inshop.TREE, size, 0, 1, False, "inshop", inshop.draw)
     inshop.write_files(root, rows)
     return root
 

@@ -1,5 +1,5 @@
-"""The loader's worker processes: forked, each with its own task pipe and result pipe, and no lock shared
-with the parent.
+"""Worker processes for the loader and for ``synth``: forked, each with its own task pipe and result pipe,
+and no lock shared with the parent.
 
 Why not ``multiprocessing.Pool``: its workers share the task queue's lock with the parent. Stopping a
 pool takes that lock and SIGTERMs the workers, and a worker waiting for the lock leaves only by running
