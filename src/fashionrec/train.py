@@ -82,10 +82,9 @@ def quiet(*_args) -> None:
     """The log of ranks other than 0: one rank speaks for the run."""
 
 
-def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str, label_smoothing: float = 0.0) -> None:
-    """model.json (the best epoch so far and its validation metrics), history.jsonl and its plot."""
-    from .report import plot_history
-
+def write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, plot: Callable[[list, Path], object]) -> None:
+    """model.json (the best epoch so far and its validation metrics), history.jsonl and its plot
+    (``plot(history, png)``); the same for every training stage."""
     best = checkpoint.best
     info.update(best_epoch=checkpoint.best_epoch, epochs=checkpoint.epoch,
                 metrics={k: best[k] for k in best if k.startswith("val_")},
@@ -93,7 +92,7 @@ def _write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, title: str
     write_model_json(run_dir, info)
     history = checkpoint.history
     write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    plot_history(history, run_dir / "history.png", title=title, label_smoothing=label_smoothing)
+    plot(history, run_dir / "history.png")
 
 
 @contextmanager
@@ -206,8 +205,11 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
         f"engine {cfg.engine} on {clf.device}" + (f" x {world.size} ranks ({world.backend})" if world.enabled else "")
         + f" -> {run_dir}")
     def keep(row: dict, is_best: bool) -> None:
+        from .report import plot_history
+
         scalars.write(row)
-        _write_results(run_dir, info, checkpoint, title, t.label_smoothing)
+        write_results(run_dir, info, checkpoint,
+                      lambda history, png: plot_history(history, png, title=title, label_smoothing=t.label_smoothing))
         log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
             f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
             f"top-{t.top_k} {row['val_top_k']:.3f}" + ("  *best" if is_best else ""))

@@ -57,7 +57,7 @@ from .manifest import Manifest
 from .workers import Workers
 
 SHARDINGS = ("batch", "range")  # how a data-parallel run's ranks share an epoch (see the module's docstring)
-_STATE: dict = {}  # per-worker copy of what every batch needs (set once by the pool initializer)
+_STATE: dict = {}  # per-worker copy of what every batch needs (set once as the worker starts)
 
 
 @dataclass

@@ -22,7 +22,6 @@ rank 0 scores them all, writes the run folder and decides early stopping (as the
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -41,9 +40,9 @@ from ..data.loader import BatchLoader
 from ..distributed import SINGLE, StopSignals, World
 from ..engines.registry import check_training_precision, weights_file
 from ..errors import DataError, UserError
-from ..runs import read_model_json, sha256_file, write_model_json
+from ..runs import read_model_json
 from ..scalars import ScalarLog
-from ..train import agree_on_step, open_checkpoint, quiet, run_epochs, run_folder, write_bad_images
+from ..train import agree_on_step, open_checkpoint, quiet, run_epochs, run_folder, write_bad_images, write_results
 from .config import TORCH_ONLY, MetricConfig
 from .evaluate import embed_loader, score
 from .model import KIND, Embedder
@@ -169,13 +168,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
         log(f"{singles} training item(s) with one photo only are left out of the batches (nothing to pair with)")
     def keep(row: dict, is_best: bool) -> None:
         scalars.write(row)
-        best = checkpoint.best
-        info.update(best_epoch=checkpoint.best_epoch, epochs=row["epoch"],
-                    metrics={k: best[k] for k in best if k.startswith("val_")},
-                    weights_sha256=sha256_file(run_dir / info["weights"]))
-        write_model_json(run_dir, info)
-        write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in checkpoint.history))
-        plot_metric_history(checkpoint.history, run_dir / "history.png", title=title)
+        write_results(run_dir, info, checkpoint, lambda history, png: plot_metric_history(history, png, title=title))
         log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}"
             f"{' (backbone frozen)' if row['frozen'] else ''} | val R@1 {row[MONITOR]:.3f} "
             f"MAP@R {row['val_map@r']:.3f}" + ("  *best" if is_best else ""))
