@@ -115,3 +115,21 @@ def test_a_precision_the_engine_cannot_train_in_is_refused_before_data_or_folder
     assert "train.precision: bf16 training needs engine torch; engine mxnet takes auto, fp32" in r.output
     assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("stage, key, value, message", [
+    ("pretrain", "train.workers", "-2", "train: workers must be >= 0; got -2"),
+    ("pretrain", "train.batch_size", "0", "train: batch_size must be >= 1; got 0"),
+    ("index", "workers", "-1", "workers must be >= 0; got -1"),
+    ("index", "batch_size", "0", "batch_size must be >= 1; got 0"),
+])
+def test_worker_and_batch_counts_below_their_floor_are_one_config_line(tmp_path, stage, key, value, message):
+    """The loader refused them, with a traceback, after the run's folder was locked."""
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "src/fashionrec/configs/demo"
+    config = configs / ("pretrain-category.yaml" if stage == "pretrain" else "index.yaml")
+    out = ["--set", f"output.dir={tmp_path / 'runs'}" if stage == "pretrain" else f"output={tmp_path / 'runs'}"]
+    r = CliRunner().invoke(main, [stage, "-c", str(config), "--set", f"{key}={value}", *out])
+    assert r.exit_code == 2 and r.output.strip() == f"error: {config}: {message}", r.output
+    assert not (tmp_path / "runs").exists()

@@ -84,6 +84,13 @@ class TrainConfig:
     def __post_init__(self):
         self.label_smoothing = _check_number("label_smoothing", self.label_smoothing, 0.0, 0.99)
         self.warmup_epochs = _check_number("warmup_epochs", self.warmup_epochs, 0.0, math.inf)
+        _check_counts(self, batch_size=1, workers=0)
+
+
+def _check_counts(cfg, **lowest: int) -> None:
+    """Integer fields of ``cfg`` with their lowest allowed value (the loader refused them with a traceback)."""
+    for name, lo in lowest.items():
+        _check_number(name, getattr(cfg, name), lo, math.inf)
 
 
 FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
@@ -241,6 +248,7 @@ class IndexConfig:
     rerank_band: float = 0.2  # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)
 
     def __post_init__(self):
+        _check_counts(self, batch_size=1, workers=0)
         for column, weight in self.rerank.items():
             _check_number(f"rerank.{column}", weight, 0.0, math.inf)
         self.rerank_band = _check_number("rerank_band", self.rerank_band, 0.0, math.inf)
