@@ -118,7 +118,7 @@ def test_block_weights_scale_squared_distances():
         assert d2(y, i, j, slice(0, 6)) == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="positive"):
         weight_blocks(x, blocks, [1.0, 0.0])
-    with pytest.raises(ConfigError, match=r"extractors\[1\]: weight must be > 0"):
+    with pytest.raises(ConfigError, match=r"extractors\[1\]\.weight: must be > 0; got 0"):
         from_dict(IndexConfig, {"catalog": {"format": "csv", "root": "c.csv"},
                                 "extractors": ["a", {"run": "b", "weight": 0}]})
 

@@ -118,10 +118,10 @@ def test_a_precision_the_engine_cannot_train_in_is_refused_before_data_or_folder
 
 
 @pytest.mark.parametrize("stage, key, value, message", [
-    ("pretrain", "train.workers", "-2", "train: workers must be >= 0; got -2"),
-    ("pretrain", "train.batch_size", "0", "train: batch_size must be >= 1; got 0"),
-    ("index", "workers", "-1", "workers must be >= 0; got -1"),
-    ("index", "batch_size", "0", "batch_size must be >= 1; got 0"),
+    ("pretrain", "train.workers", "-2", "train.workers: must be in [0, 256]; got -2"),
+    ("pretrain", "train.batch_size", "0", "train.batch_size: must be in [1, 65536]; got 0"),
+    ("index", "workers", "-1", "workers: must be in [0, 256]; got -1"),
+    ("index", "batch_size", "0", "batch_size: must be in [1, 65536]; got 0"),
 ])
 def test_worker_and_batch_counts_below_their_floor_are_one_config_line(tmp_path, stage, key, value, message):
     """The loader refused them, with a traceback, after the run's folder was locked."""
@@ -133,3 +133,15 @@ def test_worker_and_batch_counts_below_their_floor_are_one_config_line(tmp_path,
     r = CliRunner().invoke(main, [stage, "-c", str(config), "--set", f"{key}={value}", *out])
     assert r.exit_code == 2 and r.output.strip() == f"error: {config}: {message}", r.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_that_completes_no_epoch_says_so_and_leaves_no_folder(tmp_path, synth_root):
+    """A config refuses max_epochs 0; a config built in code may not: the run said "run directory ... (curves:
+    history.png)" for a folder holding a config and a manifest, no weights and no curves."""
+    from fashionrec.errors import UserError
+
+    cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1)
+    cfg.train.max_epochs = 0
+    with pytest.raises(UserError, match=r"^no epoch completed \(train\.max_epochs 0\); nothing usable was written$"):
+        train(cfg, progress=False, log=lambda *_: None)
+    assert not cfg.run_dir.exists()

@@ -31,11 +31,11 @@ def test_the_paper_settings_stay_the_defaults():
 def test_bad_recipe_values_are_one_line_config_errors():
     base = {"stage": "pretrain", "task": "category", "data": {"format": "csv", "root": "x.csv"},
             "model": {"arch": "alexnet"}, "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 4}}
-    with pytest.raises(ConfigError, match=r"train: label_smoothing must be in \[0, 0.99\]"):
+    with pytest.raises(ConfigError, match=r"train\.label_smoothing: must be in \[0, 0.99\]; got 1.5"):
         from_dict(StageConfig, dict(base, train=dict(base["train"], label_smoothing=1.5)))
     with pytest.raises(ConfigError, match="train.lr_schedule: expected 'constant' | 'cosine'"):
         from_dict(StageConfig, dict(base, train=dict(base["train"], lr_schedule="step")))
-    with pytest.raises(ConfigError, match=r"augment: crop_scale must satisfy 0 < lo <= hi <= 1"):
+    with pytest.raises(ConfigError, match=r"augment: crop_scale must be \[lo, hi\] with lo <= hi"):
         from_dict(StageConfig, dict(base, augment={"crop_scale": [0.8, 0.5]}))
 
 

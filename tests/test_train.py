@@ -161,5 +161,5 @@ def test_checkpoint_minimises_by_default_and_checks_its_arguments(tmp_path):
 
 
 def test_patience_below_one_is_a_config_error(tmp_path, synth_root):
-    with pytest.raises(UserError, match="train.patience: must be >= 1"):
+    with pytest.raises(UserError, match=r"train\.patience: must be in \[1, 100000\]; got 0"):
         train(stage_config(tmp_path, synth_root / "deepfashion", patience=0), progress=False, log=lambda *_: None)

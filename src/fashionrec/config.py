@@ -1,9 +1,11 @@
 """YAML configuration loaded into typed dataclasses.
 
-Every stage is driven by one YAML file. Loading is strict: an unknown key, a value of the
-wrong type, a missing required key or a missing file is a :class:`ConfigError` whose one-line
-message names the file and the dotted key (with a "did you mean" for near misses).
-``--set a.b=value`` overrides are parsed as YAML scalars and checked the same way.
+Every stage is driven by one YAML file. Loading is strict: an unknown key or one given twice, a
+value of the wrong type, a number outside its field's :class:`Range` or not finite, a missing
+required key or a missing file is a :class:`ConfigError` whose one-line message names the file,
+the line and the dotted key (with a "did you mean" for near misses), quoting at most a short
+prefix of the value. YAML whose aliases expand past :data:`MAX_YAML_VALUES` values is refused
+before it is built. ``--set a.b=value`` overrides are parsed as YAML and checked the same way.
 """
 
 from __future__ import annotations
@@ -12,17 +14,60 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
 from .errors import ConfigError
 from .knn import BACKENDS
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config key may take, stated beside its field as
+    ``lr: Annotated[float, Range(gt=0, le=10)]`` (an item's range in a list, tuple or mapping:
+    ``dict[str, Annotated[float, Range(ge=0)]]``). The loader checks it (one line naming the file,
+    line and key) and the README's table of ranges is generated from it
+    (``python scripts/config_ranges.py``)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __contains__(self, value) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        lo, hi = (self.ge, "[") if self.gt is None else (self.gt, "(")
+        top, end = (self.le, "]") if self.lt is None else (self.lt, ")")
+        if top is None:
+            return f"{'>=' if hi == '[' else '>'} {_num(lo)}" if lo is not None else "any"
+        if lo is None:
+            return f"{'<=' if end == ']' else '<'} {_num(top)}"
+        return f"{hi}{_num(lo)}, {_num(top)}{end}"
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+SEED = Range(ge=0, le=2**32 - 1)  # numpy's seeds
+WORKERS = Range(ge=0, le=256)
+BATCH = Range(ge=1, le=65536)
+EPOCHS = Range(ge=1, le=100_000)
+FRACTION = Range(ge=0, le=1)
+PIXELS = Range(ge=1, le=2**31 - 1)  # an image's pixel count
+INPUT_SIZE = Range(ge=32, le=2048)  # px; smaller leaves the networks' last feature map empty
+LR = Range(gt=0, le=10)
+WEIGHT_DECAY = Range(ge=0, le=1)
 
 TASKS = ("category", "texture")  # the paper's; any name is a task (a CSV's data.label_column, DeepFashion types)
 TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")  # a task names files, columns and runs
@@ -45,64 +90,155 @@ class DataConfig:
     format: Literal["deepfashion", "csv", "folder", "manifest"]
     root: str
     classes: list[str] | None = None  # csv/folder: class list; None = the paper's list for the task
-    val_fraction: float = 0.2  # csv/folder without a split column: stratified, seeded split
-    split_seed: int = 0
-    label_seed: int = 0  # DeepFashion attribute tasks: seed for sampling one positive attribute per image
+    # csv/folder without a split column: stratified, seeded split
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    split_seed: Annotated[int, SEED] = 0
+    label_seed: Annotated[int, SEED] = 0  # DeepFashion attribute tasks: seed for sampling one positive attribute
     label_column: str = "label"  # csv: the column holding the task's labels (colour, gender, sleeve length...)
-    max_bad_fraction: float = 0.01  # abort if more than this share of images cannot be decoded
-    max_pixels: int = 40_000_000  # refuse larger images (decompression bombs)
+    max_bad_fraction: Annotated[float, FRACTION] = 0.01  # abort if more than this share of images cannot be decoded
+    max_pixels: Annotated[int, PIXELS] = 40_000_000  # refuse larger images (decompression bombs)
     skip_missing: bool = False  # skip (and count) listed images whose file is missing
 
 
 @dataclass
 class ModelConfig:
     arch: Literal[ARCH_NAMES]  # the registered architectures (fashionrec.engines.registry)
-    input_size: int = 224
+    input_size: Annotated[int, INPUT_SIZE] = 224
 
 
 @dataclass
 class TrainConfig:
     optimizer: Literal["sgd", "adam"]
-    lr: float  # of the run, however many ranks (torchrun) share it
-    batch_size: int  # the run's global batch: under torchrun each of N ranks takes batch_size / N (a multiple of N)
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # SGD only
-    max_epochs: int = 30
-    patience: int = 3  # early stopping: epochs without a lower validation loss
-    top_k: int = 5  # top-K accuracy reported (paper: 5 for category, 3 for texture)
-    seed: int = 0
-    workers: int = 1  # decoding worker processes; 0 decodes in the main process
+    lr: Annotated[float, LR]  # of the run, however many ranks (torchrun) share it
+    # the run's global batch: under torchrun each of N ranks takes batch_size / N (a multiple of N)
+    batch_size: Annotated[int, BATCH]
+    weight_decay: Annotated[float, WEIGHT_DECAY] = 0.0
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9  # SGD only
+    max_epochs: Annotated[int, EPOCHS] = 30
+    patience: Annotated[int, EPOCHS] = 3  # early stopping: epochs without a lower validation loss
+    top_k: Annotated[int, Range(ge=1, le=1000)] = 5  # top-K accuracy reported (paper: 5 for category, 3 for texture)
+    seed: Annotated[int, SEED] = 0
+    workers: Annotated[int, WORKERS] = 1  # decoding worker processes; 0 decodes in the main process
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    limit_train_batches: int | None = None  # cap batches per epoch (quick runs, benchmarks)
+    limit_train_batches: Annotated[int, Range(ge=1)] | None = None  # cap batches per epoch (quick runs, benchmarks)
     # The small-data recipe's knobs (configs/small-data/); the defaults are the paper's settings.
-    label_smoothing: float = 0.0  # targets (1 - e) one-hot + e / classes (Szegedy et al. 2016)
+    # targets (1 - e) one-hot + e / classes (Szegedy et al. 2016)
+    label_smoothing: Annotated[float, Range(ge=0, le=0.99)] = 0.0
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr down to 0 at max_epochs, every step
-    warmup_epochs: float = 0.0  # linear warm-up to lr over these (fractional) epochs, every step
+    # linear warm-up to lr over these (fractional) epochs, every step
+    warmup_epochs: Annotated[float, Range(ge=0, le=100_000)] = 0.0
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
     precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
 
     def __post_init__(self):
-        self.label_smoothing = _check_number("label_smoothing", self.label_smoothing, 0.0, 0.99)
-        self.warmup_epochs = _check_number("warmup_epochs", self.warmup_epochs, 0.0, math.inf)
-        _check_counts(self, batch_size=1, workers=0)
-
-
-def _check_counts(cfg, **lowest: int) -> None:
-    """Integer fields of ``cfg`` with their lowest allowed value (the loader refused them with a traceback)."""
-    for name, lo in lowest.items():
-        _check_number(name, getattr(cfg, name), lo, math.inf)
+        check_ranges(self)
 
 
 FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
 
 
-def _check_number(name: str, value, lo: float, hi: float) -> float:
+def _check_number(name: str, value, allowed: Range, kind: type = float):
+    """``value`` as a ``kind`` in ``allowed``, or a ValueError naming ``name`` and the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if not lo <= value <= hi:
-        bounds = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must be {bounds}; got {value!r}")
-    return float(value)
+        raise ValueError(f"{name} must be a finite number; got {_short(value)}")
+    if kind is int and value != int(value):
+        raise ValueError(f"{name} must be a whole number; got {value!r}")
+    if value not in allowed:
+        raise ValueError(f"{name} must be {_range_words(allowed)}; got {value!r}")
+    return kind(value)
+
+
+def _range_words(allowed: Range) -> str:
+    words = str(allowed)
+    return words if words[0] in "<>" else f"in {words}"
+
+
+def check_ranges(cfg) -> None:
+    """Each number of the dataclass ``cfg`` (a field's own, or each item of a list, tuple or mapping) in its
+    field's :class:`Range`: a ValueError naming the field and the range (the loader checks the same, naming the
+    file and line, before the dataclass is made; this catches one built in code)."""
+    hints = typing.get_type_hints(type(cfg), include_extras=True)
+    for f in dataclasses.fields(cfg):
+        for where, value, allowed, kind in _ranged_values(f.name, getattr(cfg, f.name), hints[f.name]):
+            _check_number(where, value, allowed, kind)
+
+
+def _ranged_values(name: str, value, tp):
+    """(key, value, Range, int or float) for each number ``value`` holds under the annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
+        if ranges and value is not None:
+            yield name, value, ranges[0], args[0]
+        yield from _ranged_values(name, value, args[0])
+    elif origin in (typing.Union, types.UnionType):
+        if value is not None:
+            for arg in args:
+                if typing.get_origin(arg) is Annotated:
+                    yield from _ranged_values(name, value, arg)
+    elif origin in (list, tuple) and isinstance(value, (list, tuple)):
+        items = args if origin is tuple else args * len(value)
+        for i, (v, a) in enumerate(zip(value, items)):
+            yield from _ranged_values(f"{name}[{i}]", v, a)
+    elif origin is dict and isinstance(value, dict):
+        for k, v in value.items():
+            yield from _ranged_values(f"{name}.{k}", v, args[1])
+
+
+def numeric_keys(cls, prefix: str = ""):
+    """(dotted key, type, :class:`Range` or None) of each number a config dataclass holds, its sections'
+    included: a list's items as ``key[]``, a mapping's values as ``key.<name>``, a [lo, hi] pair as one."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if f.init:
+            yield from _numeric(prefix + f.name, hints[f.name])
+
+
+def _numeric(key: str, tp, optional: bool = False):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated and args[0] in (int, float):
+        ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
+        yield key, args[0].__name__ + (" or null" if optional else ""), ranges[0] if ranges else None
+    elif origin is Annotated:
+        yield from _numeric(key, args[0], optional)
+    elif dataclasses.is_dataclass(tp):
+        yield from numeric_keys(tp, key + ".")
+    elif origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if arg is not type(None):
+                yield from _numeric(key, arg, type(None) in args)
+    elif origin is list:
+        yield from _numeric(key + "[]", args[0])
+    elif origin is dict:
+        yield from _numeric(key + ".<name>", args[1])
+    elif origin is tuple:
+        items = [row for i, a in enumerate(args) for row in _numeric(f"{key}[{i}]", a)]
+        if items and all(row[1:] == items[0][1:] for row in items) and len(items) == len(args) == 2:
+            yield key, f"[lo, hi] of {items[0][1]}, lo <= hi", items[0][2]
+        else:
+            yield from items
+    elif tp in (int, float):
+        yield key, tp.__name__ + (" or null" if optional else ""), None
+
+
+def config_kinds() -> list[tuple[str, type]]:
+    """The config files the toolkit reads: (the commands reading it, its dataclass)."""
+    from .metric.config import MetricConfig  # below config: imported when asked
+
+    return [("pretrain, finetune", StageConfig), ("metric", MetricConfig), ("index", IndexConfig)]
+
+
+def ranges_table() -> str:
+    """The README's table of every numeric config key and its allowed values (a key several files share with
+    the same range is one row)."""
+    rows: dict[tuple, list[str]] = {}
+    for kind, cls in config_kinds():
+        for key, kind_of_number, allowed in numeric_keys(cls):
+            rows.setdefault((key, kind_of_number, str(allowed)), []).append(kind)
+    lines = ["| key | config | type | allowed |", "|---|---|---|---|"]
+    lines += [f"| `{key}` | {', '.join(kinds)} | {type_} | {allowed} |"
+              for (key, type_, allowed), kinds in sorted(rows.items())]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -126,41 +262,35 @@ class AugmentConfig:
         enabled: False turns the whole augmentation off.
     """
 
-    rotation: float = 3.0
-    hsl_shift: float = 6.0
-    shear: float = 0.25
-    aspect_ratio: tuple[float, float] = (0.875, 1.125)
+    rotation: Annotated[float, Range(ge=0, le=180)] = 3.0
+    hsl_shift: Annotated[float, Range(ge=0, le=255)] = 6.0
+    shear: Annotated[float, Range(ge=0, le=1)] = 0.25
+    aspect_ratio: tuple[Annotated[float, Range(gt=0, le=10)], Annotated[float, Range(gt=0, le=10)]] = (0.875, 1.125)
     flip: str = "vertical"
-    flip_prob: float = 0.5
-    crop_scale: tuple[float, float] = (1.0, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
+    flip_prob: Annotated[float, FRACTION] = 0.5
+    crop_scale: tuple[Annotated[float, Range(gt=0, le=1)], Annotated[float, Range(gt=0, le=1)]] = (1.0, 1.0)
+    crop_ratio: tuple[Annotated[float, Range(gt=0, le=10)], Annotated[float, Range(gt=0, le=10)]] = (0.75, 4 / 3)
     enabled: bool = True
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise types in place once, here
-        set_(self, "rotation", _check_number("rotation", self.rotation, 0.0, 180.0))
-        set_(self, "hsl_shift", _check_number("hsl_shift", self.hsl_shift, 0.0, 255.0))
-        set_(self, "shear", _check_number("shear", self.shear, 0.0, math.inf))
-        set_(self, "flip_prob", _check_number("flip_prob", self.flip_prob, 0.0, 1.0))
-        ar = self.aspect_ratio
-        if not isinstance(ar, (list, tuple)) or len(ar) != 2:
-            raise ValueError(f"aspect_ratio must be a pair [lo, hi]; got {ar!r}")
-        lo, hi = (_check_number("aspect_ratio", v, -math.inf, math.inf) for v in ar)
-        if not 0 < lo <= hi:
-            raise ValueError(f"aspect_ratio must satisfy 0 < lo <= hi; got {list(ar)!r}")
-        set_(self, "aspect_ratio", (lo, hi))
-        for name, top in (("crop_scale", 1.0), ("crop_ratio", math.inf)):
+        for name in ("aspect_ratio", "crop_scale", "crop_ratio"):
             pair = getattr(self, name)
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError(f"{name} must be a pair [lo, hi]; got {pair!r}")
-            lo, hi = (_check_number(name, v, 0.0, top) for v in pair)
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} must satisfy 0 < lo <= hi{' <= 1' if top == 1 else ''}; got {list(pair)!r}")
+                raise ValueError(f"{name} must be a pair [lo, hi]; got {_short(pair)}")
+            set_(self, name, tuple(pair))
+        check_ranges(self)
+        for name in ("rotation", "hsl_shift", "shear", "flip_prob"):
+            set_(self, name, float(getattr(self, name)))
+        for name in ("aspect_ratio", "crop_scale", "crop_ratio"):
+            lo, hi = (float(v) for v in getattr(self, name))
+            if not lo <= hi:
+                raise ValueError(f"{name} must be [lo, hi] with lo <= hi; got {[lo, hi]!r}")
             set_(self, name, (lo, hi))
         if self.flip not in FLIP_AXES:
-            raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {self.flip!r}")
+            raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {_short(self.flip)}")
         if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be true or false; got {self.enabled!r}")
+            raise ValueError(f"enabled must be true or false; got {_short(self.enabled)}")
 
 
 @dataclass
@@ -194,7 +324,7 @@ class StageConfig:
     def __post_init__(self):
         if not TASK_NAME.match(self.task):
             raise ValueError(f"task: must be a name of letters, digits, '_' or '-' starting with a letter; "
-                             f"got {self.task!r}")
+                             f"got {_short(self.task)}")
 
     @property
     def run_name(self) -> str:
@@ -212,8 +342,8 @@ class CatalogConfig:
 
     format: Literal["csv", "folder", "manifest"]
     root: str
-    max_bad_fraction: float = 0.01
-    max_pixels: int = 40_000_000
+    max_bad_fraction: Annotated[float, FRACTION] = 0.01
+    max_pixels: Annotated[int, PIXELS] = 40_000_000
     # column -> number | boolean | text where the guess from the values is wrong (fashionrec.attributes)
     types: dict[str, Literal["number", "boolean", "text"]] = field(default_factory=dict)
 
@@ -223,12 +353,12 @@ class ExtractorConfig:
     """One extractor of an index: a run and how much its block counts in the distance."""
 
     run: str
-    weight: float = 1.0  # multiplies the block's squared distance (its features are scaled by sqrt(weight))
+    # multiplies the block's squared distance (its features are scaled by sqrt(weight)); 0: leave the extractor out
+    weight: Annotated[float, Range(gt=0)] = 1.0
 
     def __post_init__(self):
-        self.weight = _check_number("weight", self.weight, 0.0, math.inf)
-        if self.weight == 0:
-            raise ValueError("weight must be > 0 (leave the extractor out instead)")
+        check_ranges(self)
+        self.weight = float(self.weight)
 
 
 @dataclass
@@ -239,19 +369,18 @@ class IndexConfig:
     output: str = "index"
     backend: Literal[BACKENDS] = "balltree"
     l2_normalize: bool = False  # normalise each extractor's block before concatenating (before its weight)
-    batch_size: int = 32
-    workers: int = 1
+    batch_size: Annotated[int, BATCH] = 32
+    workers: Annotated[int, WORKERS] = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
     # hybrid re-ranking (fashionrec.hybrid): catalog column -> weight of its agreement with the query
-    rerank: dict[str, float] = field(default_factory=dict)
-    rerank_band: float = 0.2  # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)
+    rerank: dict[str, Annotated[float, Range(ge=0)]] = field(default_factory=dict)
+    # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)
+    rerank_band: Annotated[float, Range(ge=0)] = 0.2
 
     def __post_init__(self):
-        _check_counts(self, batch_size=1, workers=0)
-        for column, weight in self.rerank.items():
-            _check_number(f"rerank.{column}", weight, 0.0, math.inf)
-        self.rerank_band = _check_number("rerank_band", self.rerank_band, 0.0, math.inf)
+        check_ranges(self)
+        self.rerank_band = float(self.rerank_band)
 
     @property
     def extractor_runs(self) -> list[str]:
@@ -267,6 +396,8 @@ class IndexConfig:
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
@@ -286,9 +417,66 @@ class _Mismatch(Exception):
     pass
 
 
-def _coerce(value, tp, where_key: str, src: str):
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 80, 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+SHORT = 72  # characters of a value quoted in an error message
+
+
+def _short(value, limit: int = SHORT) -> str:
+    """``repr(value)`` cut to ``limit`` characters with "...": a config value can be megabytes (its YAML a few
+    hundred bytes of aliases), and an error stays one short line. Bounded work however large the value."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _key_text(key) -> str:
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= SHORT else _short(key)
+
+
+class _Source:
+    """Where a config's values come from: the file, the line of each key (dotted, list items as ``[i]``),
+    and the text as written of each plain scalar YAML read as a bool or a number (a text field takes the
+    text: ``name: 2024``, ``classes: [yes, no]``). A key given with ``--set`` has no line."""
+
+    def __init__(self, name: str, lines: dict | None = None, texts: dict | None = None):
+        self.name, self.lines, self.texts = name, lines or {}, texts or {}
+
+    def at(self, key: str) -> str:
+        """``file:line: key``: the key's line, else the line of the nearest section holding it."""
+        probe, line = key, None
+        while probe:
+            if probe in self.lines:
+                line = self.lines[probe]
+                break
+            probe = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe) if re.search(r"[.\[]", probe) else ""
+        return f"{self.name}{f':{line}' if line else ''}" + (f": {key}" if key else "")
+
+    def override(self, key: str, texts: dict) -> None:
+        """``key`` now holds a ``--set`` value: no line of the file is its line."""
+        def inside(k: str) -> bool:
+            return k == key or k.startswith((key + ".", key + "["))
+
+        self.lines = {k: v for k, v in self.lines.items() if not inside(k)}
+        self.texts = {k: v for k, v in self.texts.items() if not inside(k)}
+        self.lines[key] = None
+        self.texts.update({key + k if k.startswith("[") else f"{key}.{k}" if k else key: v for k, v in texts.items()})
+
+
+def _range_error(src: _Source, key: str, value, allowed: Range) -> ConfigError:
+    return ConfigError(f"{src.at(key)}: must be {_range_words(allowed)}; got {_short(value)}")
+
+
+def _coerce(value, tp, where_key: str, src: _Source):
     """Check ``value`` against the annotation ``tp``; return the (converted) value."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        inner = typing.get_args(tp)[0]
+        coerced = _coerce(value, inner, where_key, src)
+        for allowed in tp.__metadata__:
+            if isinstance(allowed, Range) and coerced is not None and coerced not in allowed:
+                raise _range_error(src, where_key, value, allowed)
+        return coerced
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Mismatch
@@ -323,54 +511,67 @@ def _coerce(value, tp, where_key: str, src: str):
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise _Mismatch
-        return tuple(_coerce(v, a, where_key, src) for v, a in zip(value, args))
+        return tuple(_coerce(v, a, f"{where_key}[{i}]", src) for i, (v, a) in enumerate(zip(value, args)))
     if tp is bool:
         if not isinstance(value, bool):
             raise _Mismatch
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():  # 4e7, 32.0
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Mismatch
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Mismatch
+        if not math.isfinite(value):
+            raise ConfigError(f"{src.at(where_key)}: must be a finite number; got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise _Mismatch
+            if where_key not in src.texts:
+                raise _Mismatch
+            return src.texts[where_key]  # written as a plain yes, 2024 or 1e3: the text as written
         return value
     if tp is Any:
         return value
     raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module, not the user's
 
 
-def _build(cls, raw: dict, src: str, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
+BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
+
+
+def _build(cls, raw: dict, src: _Source, prefix: str = ""):
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in raw:
         if key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else f" (known keys: {', '.join(fields)})"
-            raise ConfigError(f"{src}: {prefix}{key}: unknown key{hint}")
+            raise ConfigError(f"{src.at(prefix + _key_text(key))}: unknown key{hint}")
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name
         if name not in raw:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{src}: {key}: required key is missing")
+                raise ConfigError(f"{src.at(key)}: required key is missing")
             continue
         try:
             kwargs[name] = _coerce(raw[name], hints[name], key, src)
         except _Mismatch:
+            value = raw[name]
+            quoted = (isinstance(value, str) and value.strip().lower() in BOOL_WORDS
+                      and "bool" in _type_name(hints[name]))
             raise ConfigError(
-                f"{src}: {key}: expected {_type_name(hints[name])}, got {raw[name]!r}"
+                f"{src.at(key)}: expected {_type_name(hints[name])}, got {_short(value)}"
+                + (" (write true or false without quotes)" if quoted else "")
             ) from None
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # the dataclass's own validation (e.g. AugmentConfig)
         where = prefix.rstrip(".")  # top-level checks name their key in the message itself
-        raise ConfigError(f"{src}: {where + ': ' if where else ''}{e}") from None
+        raise ConfigError(f"{src.at(where)}: {e}" if where else f"{src.name}: {e}") from None
 
 
 class _Loader(yaml.SafeLoader):
@@ -387,68 +588,166 @@ _Loader.add_implicit_resolver(
                 |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
 
+MAX_YAML_VALUES = 100_000  # values of one config with its aliases expanded (a real one holds a few hundred)
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float")}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
-def yaml_load(text: str):
-    """Parse YAML as the configs mean it (scientific notation is a number)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+def _check_size(root: yaml.Node, name: str, numbered: bool = True) -> None:
+    """Refuse a document whose aliases expand past MAX_YAML_VALUES values (a few hundred bytes can stand for
+    10^9: the "billion laughs") or refer to a value holding them (a loop); the composed graph is walked once."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            at = f"{name}:{node.start_mark.line + 1}" if numbered else name
+            raise ConfigError(f"{at}: a YAML alias refers to a value that holds it")
+        open_.add(key)
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else ())
+        total = 1 + sum(size(c) for c in children)
+        if total > MAX_YAML_VALUES:
+            raise ConfigError(f"{name}: its YAML aliases expand to more than {MAX_YAML_VALUES:,} values; "
+                              "write the values out")
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _key_lines(node: yaml.Node, name: str, key: str, lines: dict, texts: dict, numbered: bool = True) -> None:
+    """The line of each key under ``node`` and the text of each plain bool or number; a key given twice in one
+    mapping is an error (YAML keeps the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple, int] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.tag == _MERGE_TAG:
+                continue
+            line, child = k.start_mark.line + 1, f"{key}.{k.value}" if key else k.value
+            if (k.tag, k.value) in seen:
+                first = f" (first on line {seen[k.tag, k.value]})" if numbered else ""
+                raise ConfigError(f"{name}{f':{line}' if numbered else ''}: {_key_text(child)}: given twice{first}; "
+                                  "keep one")
+            seen[k.tag, k.value] = lines[child] = line
+            _key_lines(v, name, child, lines, texts, numbered)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[f"{key}[{i}]"] = item.start_mark.line + 1
+            _key_lines(item, name, f"{key}[{i}]", lines, texts, numbered)
+    elif node.style is None and node.tag in _PLAIN_TAGS:
+        texts[key] = node.value
+
+
+def _compose(text: str, name: str, numbered: bool = True) -> tuple[Any, dict, dict]:
+    """(the document, the line of each key, the text of each plain bool or number) of the YAML ``text``;
+    errors name ``name`` and, when ``numbered`` (a file, not a ``--set`` value), the line."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}, {}
+        _check_size(node, name, numbered)
+        lines: dict = {}
+        texts: dict = {}
+        _key_lines(node, name, "", lines, texts, numbered)
+        return loader.construct_document(node), lines, texts
+    finally:
+        loader.dispose()
+
+
+def yaml_load(text: str, name: str = "<yaml>"):
+    """Parse YAML as the configs mean it (scientific notation is a number), refusing alias bombs and keys
+    given twice."""
+    return _compose(text, name)[0]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=0.01"`` -> (["train", "lr"], 0.01); the value is parsed as YAML."""
+    parts, value, _ = _parse_override(text)
+    return parts, value
+
+
+def _parse_override(text: str) -> tuple[list[str], Any, dict]:
+    shown = text if len(text) <= SHORT else text[:SHORT - 3] + "..."
     if "=" not in text:
-        raise ConfigError(f"--set {text}: expected key.sub=value")
+        raise ConfigError(f"--set {shown}: expected key.sub=value")
     key, _, value = text.partition("=")
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"--set {text}: bad key {key!r}")
+        raise ConfigError(f"--set {shown}: bad key {_short(key)}")
     try:
-        parsed = yaml_load(value) if value.strip() else ""
+        parsed, _, texts = _compose(value, f"--set {shown}", numbered=False) if value.strip() else ("", {}, {})
     except yaml.YAMLError:
-        raise ConfigError(f"--set {text}: value is not valid YAML") from None
-    return parts, parsed
+        raise ConfigError(f"--set {shown}: value is not valid YAML") from None
+    except RecursionError:
+        raise ConfigError(f"--set {shown}: value is nested too deeply") from None
+    return parts, parsed, texts
 
 
-def apply_overrides(raw: dict, overrides) -> dict:
+def apply_overrides(raw: dict, overrides, source: _Source | None = None) -> dict:
     for text in overrides or ():
-        parts, value = parse_override(text)
+        parts, value, texts = _parse_override(text)
         node = raw
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
                 node[p] = {} if p not in node else node[p]
                 if not isinstance(node[p], dict):
-                    raise ConfigError(f"--set {text}: {p} is not a section")
+                    raise ConfigError(f"--set {_short(text)}: {p} is not a section")
             node = node[p]
         node[parts[-1]] = value
+        if source is not None:
+            source.override(".".join(parts), texts)
     return raw
 
 
-def read_yaml(path) -> dict:
+def _read(path) -> tuple[dict, _Source]:
+    """The mapping a config file holds, and where each of its keys is."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml_load(path.read_text(encoding="utf-8"))
+        raw, lines, texts = _compose(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: the file holds no settings (empty, or comments only)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_short(raw)}")
+    return raw, _Source(str(path), lines, texts)
+
+
+def read_yaml(path) -> dict:
+    """The mapping a config file holds (one line naming the file when it is not one)."""
+    return _read(path)[0]
 
 
 def load_config(cls, path, overrides=()):
     """Load ``path`` (YAML) with ``--set`` overrides into the dataclass ``cls``."""
-    raw = apply_overrides(read_yaml(path), overrides)
-    return _build(cls, raw, str(path))
+    raw, source = _read(path)
+    return _build(cls, apply_overrides(raw, overrides, source), source)
 
 
 def from_dict(cls, raw: dict, src: str = "<config>"):
-    return _build(cls, raw, src)
+    return _build(cls, raw, _Source(src))
+
+
+def index_config_for(catalog, extractors, output=None, overrides=()) -> IndexConfig:
+    """The index of ``catalog`` (a folder of photos or a CSV with a path column) by ``extractors``, with no
+    config file: the defaults of :class:`IndexConfig` and an exact search that suits any catalog size."""
+    raw = {"catalog": {"format": "folder" if Path(catalog).is_dir() else "csv", "root": str(catalog)},
+           "extractors": [str(e) for e in extractors], "output": str(output or "index"), "backend": "auto"}
+    return _build(IndexConfig, apply_overrides(raw, overrides), _Source("--catalog/--extractor"))
 
 
 def to_dict(cfg) -> dict:

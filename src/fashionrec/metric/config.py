@@ -9,9 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from ..config import AugmentConfig, LogConfig, OutputConfig, load_config, read_yaml
+from ..config import (
+    BATCH,
+    EPOCHS,
+    FRACTION,
+    INPUT_SIZE,
+    LR,
+    PIXELS,
+    SEED,
+    WEIGHT_DECAY,
+    WORKERS,
+    AugmentConfig,
+    LogConfig,
+    OutputConfig,
+    Range,
+    load_config,
+    read_yaml,
+)
 from ..engines.registry import ARCH_NAMES, ENGINE_NAMES, TRAINING_PRECISION_NAMES
 from ..errors import ConfigError
 from .sampler import check_batch
@@ -28,19 +44,20 @@ class RetrievalDataConfig:
 
     format: Literal["inshop", "csv"]
     root: str
-    val_fraction: float = 0.1  # of the training items, held out for early stopping; 0: query->gallery
-    test_fraction: float = 0.5  # csv without a split column: share of the items tested
-    split_seed: int = 0
-    max_bad_fraction: float = 0.01
-    max_pixels: int = 40_000_000
+    # of the training items, held out for early stopping; 0: query->gallery
+    val_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5  # csv without a split column: share of the items tested
+    split_seed: Annotated[int, SEED] = 0
+    max_bad_fraction: Annotated[float, FRACTION] = 0.01
+    max_pixels: Annotated[int, PIXELS] = 40_000_000
     skip_missing: bool = False
 
 
 @dataclass
 class EmbeddingModelConfig:
     arch: Literal[ARCH_NAMES]
-    input_size: int = 224
-    embedding_dim: int = 512
+    input_size: Annotated[int, INPUT_SIZE] = 224
+    embedding_dim: Annotated[int, Range(ge=1, le=65536)] = 512
 
 
 @dataclass
@@ -57,37 +74,41 @@ class LossConfig:
     """
 
     name: Literal[LOSSES]
-    alpha: float = 32.0
-    delta: float = 0.1
-    proxy_lr_factor: float = 100.0
-    ms_alpha: float = 2.0
-    ms_beta: float = 50.0
-    ms_base: float = 0.5
-    ms_epsilon: float = 0.1
-    pos_margin: float = 0.0
-    neg_margin: float = 0.5
-    triplet_margin: float = 0.1
+    # similarities are cosines of unit embeddings (in [-1, 1]), distances L2 between them (in [0, 2])
+    alpha: Annotated[float, Range(gt=0, le=1000)] = 32.0
+    delta: Annotated[float, Range(ge=0, le=1)] = 0.1
+    proxy_lr_factor: Annotated[float, Range(gt=0, le=10_000)] = 100.0
+    ms_alpha: Annotated[float, Range(gt=0, le=1000)] = 2.0
+    ms_beta: Annotated[float, Range(gt=0, le=1000)] = 50.0
+    ms_base: Annotated[float, Range(ge=-1, le=1)] = 0.5
+    ms_epsilon: Annotated[float, Range(ge=0, le=2)] = 0.1
+    pos_margin: Annotated[float, Range(ge=0, le=2)] = 0.0
+    neg_margin: Annotated[float, Range(ge=0, le=2)] = 0.5
+    triplet_margin: Annotated[float, Range(ge=0, le=2)] = 0.1
 
 
 @dataclass
 class MetricTrainConfig:
-    lr: float = 6e-4  # AdamW, backbone and embedding
-    batch_size: int = 180  # the run's global batch: under torchrun each of N ranks takes batch_size / N
-    images_per_item: int = 5  # m: each batch holds batch_size / m items
-    weight_decay: float = 1e-4
+    lr: Annotated[float, LR] = 6e-4  # AdamW, backbone and embedding
+    # the run's global batch: under torchrun each of N ranks takes batch_size / N
+    batch_size: Annotated[int, BATCH] = 180
+    images_per_item: Annotated[int, Range(ge=2, le=1000)] = 5  # m: each batch holds batch_size / m items
+    weight_decay: Annotated[float, WEIGHT_DECAY] = 1e-4
     schedule: Literal["step", "cosine", "constant"] = "step"
-    step_epochs: int = 20  # step: the lr x gamma every step_epochs epochs
-    gamma: float = 0.25
-    warmup_epochs: int = 1  # first epochs with the backbone's weights frozen (embedding and proxies learn;
+    step_epochs: Annotated[int, EPOCHS] = 20  # step: the lr x gamma every step_epochs epochs
+    gamma: Annotated[float, Range(gt=0, le=1)] = 0.25
+    # first epochs with the backbone's weights frozen (embedding and proxies learn;
     # its BatchNorm statistics still adapt, as in Kim et al.'s code)
-    clip_grad_norm: float | None = 10.0  # of the network's gradients; null: no clipping
-    max_epochs: int = 60
-    patience: int = 5  # early stopping: epochs without a higher validation Recall@1
-    eval_batch_size: int = 64
-    seed: int = 0
-    workers: int = 1
+    warmup_epochs: Annotated[int, Range(ge=0, le=100_000)] = 1
+    # of the network's gradients; null: no clipping
+    clip_grad_norm: Annotated[float, Range(gt=0, le=1e6)] | None = 10.0
+    max_epochs: Annotated[int, EPOCHS] = 60
+    patience: Annotated[int, EPOCHS] = 5  # early stopping: epochs without a higher validation Recall@1
+    eval_batch_size: Annotated[int, BATCH] = 64
+    seed: Annotated[int, SEED] = 0
+    workers: Annotated[int, WORKERS] = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    limit_train_batches: int | None = None
+    limit_train_batches: Annotated[int, Range(ge=1)] | None = None
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
     precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU
 
@@ -123,27 +144,11 @@ def check_metric_config(cfg: MetricConfig, src: str) -> MetricConfig:
     """Checks across keys, each a one-line ConfigError naming the key."""
     if cfg.engine != "torch":
         raise ConfigError(f"{src}: engine: {TORCH_ONLY}")
-    t = cfg.train
-    positive = {"train.lr": t.lr, "train.eval_batch_size": t.eval_batch_size, "train.max_epochs": t.max_epochs,
-                "train.patience": t.patience, "train.step_epochs": t.step_epochs,
-                "model.embedding_dim": cfg.model.embedding_dim, "loss.proxy_lr_factor": cfg.loss.proxy_lr_factor}
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{src}: {key}: must be > 0; got {value}")
-    if not 0 < t.gamma <= 1:
-        raise ConfigError(f"{src}: train.gamma: must be in (0, 1]; got {t.gamma}")
-    if t.warmup_epochs < 0 or t.workers < 0 or t.weight_decay < 0:
-        raise ConfigError(f"{src}: train.warmup_epochs, train.workers and train.weight_decay must be >= 0")
-    if t.clip_grad_norm is not None and not t.clip_grad_norm > 0:
-        raise ConfigError(f"{src}: train.clip_grad_norm: must be > 0 or null; got {t.clip_grad_norm}")
+    t = cfg.train  # each number's own range is its field's (checked as the file loads)
     try:
         check_batch(t.batch_size, t.images_per_item)
     except ConfigError as e:
         raise ConfigError(f"{src}: {e}") from None
-    if cfg.model.input_size < 32:
-        raise ConfigError(f"{src}: model.input_size: must be >= 32; got {cfg.model.input_size}")
-    if not 0 <= cfg.data.val_fraction < 1:
-        raise ConfigError(f"{src}: data.val_fraction: must be in [0, 1); got {cfg.data.val_fraction}")
     return cfg
 
 
