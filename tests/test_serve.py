@@ -121,6 +121,25 @@ def test_bad_item_requests_are_4xx_json(client, url):
     assert 400 <= r.status_code < 500 and r.json()["error"]
 
 
+def test_two_photos_or_a_single_valued_field_given_twice_is_400_naming_it(client, recommender):
+    """The framework kept one of two ``image`` parts and answered 200 for it, dropping the other silently."""
+    data, _ = catalog_image(recommender)
+    other, _ = catalog_image(recommender, item_id=5)
+    two = [("image", ("a.jpg", data, "image/jpeg")), ("image", ("b.jpg", other, "image/jpeg"))]
+    r = client.post("/recommend", files=two, data={"k": "2"})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "image: 2 files in one request; /recommend takes one photo (send one request "
+                                 "per photo)"}
+    r = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")}, data={"k": ["2", "3"]})
+    assert r.status_code == 400 and r.json()["error"] == "k: given 2 times; give it once"
+    r = client.get("/items/3/similar?k=2&k=4")
+    assert r.status_code == 400 and r.json()["error"] == "k: given 2 times; give it once"
+    r = client.get("/items/3/similar?k=2&where=price%3C%3D60&where=in_stock")  # where repeats by design
+    assert r.status_code == 200, r.text
+    ok = client.post("/recommend", files={"image": ("x.jpg", data, "image/jpeg")}, data={"k": "2"})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 2
+
+
 # ----------------------------------------------------------------------------- filters and re-ranking
 
 WOMEN_UNDER_60 = ["gender=women", "price<=60"]

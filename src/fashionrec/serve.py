@@ -53,6 +53,22 @@ RERANK_HELP = "re-rank weights over the index's, column=weight (repeat or comma-
 BAND_HELP = "relative band within which a number column agrees (0.2: within 20 %)"
 PREFER_HELP = "the query's value of a re-ranked column, column=value (repeat the field)"
 EXPLAIN_HELP = "add each result's parts of the hybrid score"
+SINGLE_FIELDS = ("image", "k", "band", "explain")  # one value each; where, rerank and prefer repeat
+
+
+def check_single(fields) -> None:
+    """A request giving a single-valued field more than once is a 400 naming it: the framework would keep one
+    value and drop the others without a word (two photos, one answer)."""
+    counts: dict[str, int] = {}
+    for name, _ in fields:
+        counts[name] = counts.get(name, 0) + 1
+    for name in SINGLE_FIELDS:
+        n = counts.get(name, 0)
+        if n > 1 and name == "image":
+            raise HTTPException(400, f"image: {n} files in one request; /recommend takes one photo (send one "
+                                     "request per photo)")
+        if n > 1:
+            raise HTTPException(400, f"{name}: given {n} times; give it once")
 
 
 class MicroBatcher:
@@ -270,7 +286,8 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
                 "tasks": tasks, "max_k": max_k, "max_upload_bytes": max_upload_bytes}
 
     @app.post("/recommend")
-    async def recommend(image: UploadFile = File(..., description="a photo (JPEG, PNG, WebP, ...)"),
+    async def recommend(request: Request,
+                        image: UploadFile = File(..., description="a photo (JPEG, PNG, WebP, ...); one per request"),
                         k: int = Form(5, ge=1, le=max_k, description="how many items"),
                         where: list[str] = Form([], description=WHERE_HELP),
                         rerank: list[str] = Form([], description=RERANK_HELP),
@@ -279,6 +296,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
                         explain: bool = Form(False, description=EXPLAIN_HELP)):
         """Each extractor's predicted label of the uploaded photo (category, texture, ...), and the ``k``
         most similar items that pass the filter."""
+        check_single((await request.form()).multi_items())
         options = RequestOptions.parse(where, rerank, band, prefer, explain)
         # checked (and the filter's mask drawn) before the upload is decoded: a bad expression costs no forward pass
         prepared = await run_in_threadpool(prepare_query, recommender.index, **options.query_kwargs())
@@ -291,13 +309,14 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
         return answer(k, result)
 
     @app.get("/items/{item_id}/similar")
-    async def similar(item_id: int, k: int = Query(5, ge=1, le=max_k),
+    async def similar(request: Request, item_id: int, k: int = Query(5, ge=1, le=max_k),
                       where: list[str] = Query([], description=WHERE_HELP),
                       rerank: list[str] = Query([], description=RERANK_HELP),
                       band: float | None = Query(None, ge=0, description=BAND_HELP),
                       prefer: list[str] = Query([], description=PREFER_HELP),
                       explain: bool = Query(False, description=EXPLAIN_HELP)):
         """The ``k`` catalog items most similar to item ``item_id`` (itself left out) that pass the filter."""
+        check_single(request.query_params.multi_items())
         check_item(item_id)
         options = RequestOptions.parse(where, rerank, band, prefer, explain)
         result = await run_in_threadpool(recommender.similar, item_id, min(k, n_items - 1) or 1,
