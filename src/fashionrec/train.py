@@ -217,9 +217,10 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
     run_epochs(checkpoint, clf, t.max_epochs, world, saved, (train_loader, val_loader, scalars),
                lambda epoch, stop: _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress, world, stop), keep)
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
-    if checkpoint.history:
-        log(f"best epoch {checkpoint.best_epoch}: val loss {checkpoint.best_value:.3f}; "
-            f"weights in {run_dir / info['weights']}")
+    if not checkpoint.history:  # e.g. max_epochs 0 set in code (a config refuses it): no run to announce
+        raise UserError(f"no epoch completed (train.max_epochs {t.max_epochs}); nothing usable was written")
+    log(f"best epoch {checkpoint.best_epoch}: val loss {checkpoint.best_value:.3f}; "
+        f"weights in {run_dir / info['weights']}")
     return run_dir
 
 

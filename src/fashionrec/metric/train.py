@@ -177,9 +177,10 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
                lambda epoch, stop: _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress, world,
                                               stop), keep)
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
-    if checkpoint.history:
-        log(f"best epoch {checkpoint.best_epoch}: val Recall@1 {checkpoint.best_value:.3f}; "
-            f"weights in {run_dir / info['weights']}")
+    if not checkpoint.history:  # e.g. max_epochs 0 set in code (a config refuses it): no run to announce
+        raise UserError(f"no epoch completed (train.max_epochs {t.max_epochs}); nothing usable was written")
+    log(f"best epoch {checkpoint.best_epoch}: val Recall@1 {checkpoint.best_value:.3f}; "
+        f"weights in {run_dir / info['weights']}")
     return run_dir
 
 
