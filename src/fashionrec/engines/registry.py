@@ -14,9 +14,11 @@ its network and a builder::
     def resnet(num_classes: int = 1000, dropout: float = 0.0) -> ResNet: ...
 
 The network has ``num_classes``, ``num_features``, ``forward_features``, ``forward_head(x,
-pre_logits=False)`` and ``reset_classifier(num_classes)``, as the two here do. The file name is
-the architecture's name: the registry lists an engine's architectures from the files in its
-package (``engine.py``, ``weights.py`` and ``parallel.py`` aside) without importing them. ``tests/test_contract.py``
+pre_logits=False)`` and ``reset_classifier(num_classes)``, as the others do. One file per network
+definition: the registry lists an engine's architectures from the ``@register_model("name")`` lines
+of the files in its package (``engine.py``, ``weights.py`` and ``parallel.py`` aside) without
+importing them, so a family of sizes (``efficientnet_lite.py``: lite0-lite4) is one file with one
+builder per size; a file with a single architecture is named after it. ``tests/test_contract.py``
 then checks the new network through the Classifier interface. An architecture on one engine
 only is fine: asking the other engine for it is an error naming the architectures it has.
 
@@ -29,6 +31,7 @@ reference forward in ``tests/test_contract.py``).
 from __future__ import annotations
 
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -79,9 +82,9 @@ def register_model(name: str) -> Callable[[Callable], Callable]:
         engine = next((e.name for e in _ENGINES.values() if e.package == package), None)
         if engine is None:
             raise RuntimeError(f"{builder.__module__}: @register_model outside a registered engine's package")
-        if name != module:  # the registry finds architectures by file name, before importing them
-            raise RuntimeError(f"{builder.__module__}: registers {name!r}, but an architecture is named after "
-                               f"its file ({module!r})")
+        if _architectures(engine).get(name) != module:  # found by reading the file, before importing it
+            raise RuntimeError(f"{builder.__module__}: registers {name!r}, which its source does not declare "
+                               f"as @register_model({name!r}) on a line of its own")
         _BUILDERS[engine, name] = builder
         return builder
 
@@ -103,13 +106,31 @@ def engine_spec(engine: str) -> EngineSpec:
 def list_archs(engine: str | None = None) -> tuple[str, ...]:
     """The architectures of ``engine`` (of any engine if None), sorted; nothing is imported."""
     engines = [engine_spec(engine).name] if engine is not None else _ENGINES
-    return tuple(sorted({arch for name in engines for arch in _architecture_files(name)}))
+    return tuple(sorted({arch for name in engines for arch in _architectures(name)}))
+
+
+_REGISTERS = re.compile(r"""^@register_model\(\s*["']([A-Za-z0-9_]+)["']\s*\)""", re.MULTILINE)
 
 
 @cache
-def _architecture_files(engine: str) -> tuple[str, ...]:
-    return tuple(m.name for m in pkgutil.iter_modules([str(_HERE / engine)])
-                 if not m.ispkg and not m.name.startswith("_") and m.name not in SUPPORT_MODULES)
+def _architectures(engine: str) -> dict[str, str]:
+    """{architecture: the module of ``engine``'s package that registers it}, read from the sources."""
+    found = {}
+    for m in pkgutil.iter_modules([str(_HERE / engine)]):
+        if m.ispkg or m.name.startswith("_") or m.name in SUPPORT_MODULES:
+            continue
+        for name in _REGISTERS.findall((_HERE / engine / f"{m.name}.py").read_text(encoding="utf-8")):
+            if name in found:
+                raise RuntimeError(f"architecture {name!r} of engine {engine} is registered in both "
+                                   f"{found[name]}.py and {m.name}.py")
+            found[name] = m.name
+    return found
+
+
+def architecture_module(engine: str, arch: str) -> str:
+    """The dotted module that defines ``arch`` of ``engine`` (the factory imports it)."""
+    check_arch(engine, arch)
+    return f"{engine_spec(engine).package}.{_architectures(engine)[arch]}"
 
 
 def check_arch(engine: str, arch: str) -> None:
@@ -165,7 +186,8 @@ ARCH_NAMES = list_archs()
 PRECISION_NAMES = precision_names()
 TRAINING_PRECISION_NAMES = training_precisions()
 
-__all__ = ["ARCH_NAMES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "TRAINING_PRECISION_NAMES", "check_arch",
+__all__ = ["ARCH_NAMES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "TRAINING_PRECISION_NAMES",
+           "architecture_module", "check_arch",
            "check_training_precision", "training_precisions",
            "engine_names", "engine_spec", "list_archs", "precision_names", "register_engine", "register_model",
            "registered_builder", "weights_file"]

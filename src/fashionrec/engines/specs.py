@@ -16,6 +16,9 @@ BNINCEPTION_MODULES = {
     "5b": (352, 192, 320, 192, 224, "max", 128),
 }
 
+# The published ImageNet checkpoint layouts ``import-weights`` reads (engines/pretrained.py: LAYOUTS), by arch
+PUBLISHED_ARCHS = ("bninception", "alexnet", *(f"efficientnet_lite{v}" for v in range(5)))
+
 
 def check_builder_args(num_classes, dropout) -> None:
     """The builders' shared argument checks (errors name the parameter)."""
