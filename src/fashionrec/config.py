@@ -108,7 +108,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: Literal["sgd", "adam"]
+    optimizer: Literal["sgd", "adam", "adamw"]  # adamw: Adam with decoupled weight decay (Loshchilov & Hutter)
     lr: Annotated[float, LR]  # of the run, however many ranks (torchrun) share it
     # the run's global batch: under torchrun each of N ranks takes batch_size / N (a multiple of N)
     batch_size: Annotated[int, BATCH]
@@ -129,6 +129,13 @@ class TrainConfig:
     warmup_epochs: Annotated[float, Range(ge=0, le=100_000)] = 0.0
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
     precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
+    # Fine-tuning a pretrained backbone (configs/small-data/finetune-pretrained.yaml; torch engine):
+    # the backbone learns at this share of train.lr, the new head at train.lr (parameter groups)
+    backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
+    # the first epochs train the head only (the backbone's weights frozen), so its random start does not
+    # send large gradients through the pretrained features
+    freeze_backbone_epochs: Annotated[int, Range(ge=0, le=100_000)] = 0
+    freeze_batchnorm: bool = False  # keep the BatchNorm statistics the backbone came with (eval-mode BatchNorm)
 
     def __post_init__(self):
         check_ranges(self)

@@ -100,6 +100,9 @@ class MetricTrainConfig:
     # first epochs with the backbone's weights frozen (embedding and proxies learn;
     # its BatchNorm statistics still adapt, as in Kim et al.'s code)
     warmup_epochs: Annotated[int, Range(ge=0, le=100_000)] = 1
+    # the backbone's lr as a share of train.lr (the embedding's); < 1 fine-tunes a pretrained backbone gently
+    backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
+    freeze_batchnorm: bool = False  # keep the backbone's BatchNorm statistics (eval-mode BatchNorm) while training
     # of the network's gradients; null: no clipping
     clip_grad_norm: Annotated[float, Range(gt=0, le=1e6)] | None = 10.0
     max_epochs: Annotated[int, EPOCHS] = 60

@@ -133,12 +133,14 @@ class Embedder(TorchClassifier):
     # ------------------------------------------------------------------ training
 
     def configure_training(self, loss_cfg, train_cfg, num_items: int) -> None:
-        """Loss, miner and AdamW: backbone and embedding at ``train.lr``, proxies at ``proxy_lr_factor`` x."""
+        """Loss, miner and AdamW: the embedding at ``train.lr``, the backbone at ``backbone_lr_factor`` x that (a
+        pretrained one learns slower than the new layer), proxies at ``proxy_lr_factor`` x."""
         self.loss_fn, self.miner = build_loss(loss_cfg, num_items, self.model.num_features)
         self.loss_fn = self.loss_fn.to(self.device)
         self.clip_grad_norm = train_cfg.clip_grad_norm
+        self.freeze_batchnorm(train_cfg.freeze_batchnorm)
         lr = train_cfg.lr
-        groups = [{"params": list(self.model.backbone.parameters()), "lr": lr},
+        groups = [{"params": list(self.model.backbone.parameters()), "lr": lr * train_cfg.backbone_lr_factor},
                   {"params": list(self.model.embedding.parameters()), "lr": lr}]
         loss_params = list(self.loss_fn.parameters())
         if loss_params:  # Proxy-Anchor's proxies
@@ -165,8 +167,7 @@ class Embedder(TorchClassifier):
         """One step on a class-balanced batch; returns (loss, embeddings)."""
         if self.optimizer is None:
             raise RuntimeError("call configure_training() before train_step()")
-        self.model.train()
-        self._inference_model = None
+        self.train_mode()
         xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
         with self._autocast():
             emb = self._training_module()(xt)  # the DDP wrapper when data-parallel

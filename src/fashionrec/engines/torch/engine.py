@@ -92,6 +92,7 @@ class TorchClassifier:
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = None
         self.label_smoothing = 0.0
+        self.batchnorm_frozen = False
         self._inference_model = None  # built on first use, dropped whenever the weights change
         self.precision = "fp32"  # of inference
         self.set_training_precision("auto")
@@ -112,19 +113,54 @@ class TorchClassifier:
         torch.manual_seed(seed)
 
     def configure_optimizer(self, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
-                            label_smoothing: float = 0.0):
+                            label_smoothing: float = 0.0, backbone_lr_factor: float = 1.0):
+        """``backbone_lr_factor`` < 1: two parameter groups, the backbone at ``lr`` x factor and the head (``fc``)
+        at ``lr``, as fine-tuning a pretrained network does; 1: one group, as training from scratch."""
         self.label_smoothing = float(label_smoothing)
-        params = self.model.parameters()
+        if not 0 < backbone_lr_factor <= 1:
+            raise ValueError(f"backbone_lr_factor must be in (0, 1]; got {backbone_lr_factor!r}")
+        if backbone_lr_factor == 1:
+            params = [{"params": list(self.model.parameters()), "lr_factor": 1.0}]
+        else:
+            head = {id(p) for p in self.model.fc.parameters()}
+            params = [{"params": [p for p in self.model.parameters() if id(p) not in head],
+                       "lr": lr * backbone_lr_factor, "lr_factor": float(backbone_lr_factor)},
+                      {"params": list(self.model.fc.parameters()), "lr_factor": 1.0}]
         if name == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         elif name == "adam":
             self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        elif name == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         else:
-            raise ValueError(f"optimizer must be sgd or adam; got {name!r}")
+            raise ValueError(f"optimizer must be sgd, adam or adamw; got {name!r}")
 
     def set_lr(self, lr: float) -> None:
+        """The head's learning rate; each group keeps its share of it (the backbone's ``backbone_lr_factor``)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
+
+    def freeze_backbone(self, frozen: bool) -> None:
+        """Train the head only (``frozen``) or the whole network: the backbone's weights get no gradient."""
+        head = {id(p) for p in self.model.fc.parameters()}
+        for p in self.model.parameters():
+            if id(p) not in head:
+                p.requires_grad_(not frozen)
+
+    def train_mode(self) -> None:
+        """The network in training mode for a step (BatchNorm in eval mode where frozen); the folded inference
+        copy is dropped, since the step changes the weights."""
+        self.model.train()
+        if self.batchnorm_frozen:
+            for m in self.model.modules():
+                if isinstance(m, _BATCHNORMS):
+                    m.eval()
+        self._inference_model = None
+
+    def freeze_batchnorm(self, frozen: bool) -> None:
+        """Keep every BatchNorm's running statistics (eval-mode normalisation) while training; its scale and
+        shift still learn. Small batches of a new domain then do not overwrite the pretrained statistics."""
+        self.batchnorm_frozen = bool(frozen)
 
     def distribute(self, sync_bn: bool = False) -> None:
         """Train data-parallel over the ranks of the torch.distributed process group: DistributedDataParallel
@@ -185,8 +221,7 @@ class TorchClassifier:
         """One step; data-parallel, ``global_batch`` is the number of images of the step over all ranks."""
         if self.optimizer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
-        self.model.train()
-        self._inference_model = None
+        self.train_mode()
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # one batch shape: autotuning each conv once pays
         xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
