@@ -20,6 +20,7 @@ import errno
 import fnmatch
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -45,21 +46,75 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+# A write the disk or its limits refused: the user's to fix (free space, a limit, a read-only mount), not a bug.
+DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
+_ERRNO_NAMES = {"StorageFull": errno.ENOSPC, "FileTooLarge": errno.EFBIG, "ReadOnlyFilesystem": errno.EROFS,
+                "FilesystemQuotaExceeded": errno.EDQUOT}
+
+
+def disk_error(e: BaseException) -> str | None:
+    """Why a write failed, when the disk (full, a file-size limit, read-only) refused it; None for anything else.
+
+    Knows the forms that carry no errno: numpy's short write (``OSError: 409600 requested and 190432
+    written``) and safetensors' ``SafetensorError ... Os { code: 28, ... }``."""
+    code = getattr(e, "errno", None)
+    if isinstance(e, OSError) and code in DISK_ERRNOS:
+        return os.strerror(code)
+    text = str(e)
+    if isinstance(e, OSError) and code is None and re.fullmatch(r"\d+ requested and \d+ written", text.strip()):
+        return f"a short write ({text.strip()}): the disk is full or a file-size limit was reached"
+    if type(e).__name__ == "SafetensorError":
+        found = re.search(r"code: (\d+)|os error (\d+)", text)
+        number = int(next(g for g in found.groups() if g)) if found else None
+        named = re.search(r"kind: (\w+)", text)
+        number = number or (_ERRNO_NAMES.get(named.group(1)) if named else None)
+        if number in DISK_ERRNOS:
+            return os.strerror(number)
+    return None
+
+
+class DiskFull(UserError):
+    """A write the disk refused (full, a file-size limit, read-only), with what was kept: one line."""
+
+
+def _refused_write(path: Path, e: BaseException, reason: str, what: str) -> DiskFull:
+    if isinstance(e, DiskFull):  # a file of a folder being built: the folder's words
+        reason = e.reason
+    kept = f"the previous {what} there is unchanged" if path.exists() else f"no {what} was left there"
+    err = DiskFull(f"{path}: cannot be written ({reason}); {kept}")
+    err.reason = reason
+    return err
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds.
+
+    A write the disk refuses (full, a file-size limit, read-only: :func:`disk_error`) is a one-line
+    :class:`DiskFull` naming ``path``; the old file stays as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        if disk_error(e):
+            raise _refused_write(path, e, disk_error(e), "file") from None
+        raise
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        # mkstemp makes 0600, and some writers (safetensors) recreate the file: set the usual
-        # permissions last, so a service running as another user can read every artifact.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            yield tmp
+            # mkstemp makes 0600, and some writers (safetensors) recreate the file: set the usual
+            # permissions last, so a service running as another user can read every artifact.
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        except Exception as e:
+            reason = disk_error(e)
+            if reason:
+                raise _refused_write(path, e, reason, "file") from None
+            raise
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -300,10 +355,21 @@ def atomic_dir(path, *, kind: ArtifactKind):
     path = Path(path)
     check_replaceable(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        if disk_error(e):
+            raise _refused_write(path, e, disk_error(e), kind.name) from None
+        raise
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as e:  # a file of the new folder did not fit: the folder is named, the old one kept
+            reason = e.reason if isinstance(e, DiskFull) else disk_error(e)
+            if reason:
+                raise _refused_write(path, e, reason, kind.name) from None
+            raise
         check_replaceable(path, kind)  # the folder may have changed while the work ran
         old = None
         if path.exists():

@@ -23,7 +23,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     click.echo(f"warning: {message}", err=True)
 
 
-_USER_OS_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def friendly_errors(fn):
@@ -44,12 +44,17 @@ def friendly_errors(fn):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             sys.exit(130)
-        except OSError as e:
-            # the disk, not the code: a full, read-only or forbidden location is the user's to fix
-            if e.errno not in _USER_OS_ERRORS:
+        except Exception as e:
+            # the disk, not the code: a full, read-only or forbidden location (or a file-size limit) is the
+            # user's to fix; also the forms without an errno (numpy's short write, safetensors' error)
+            from .artifacts import disk_error
+
+            reason = e.strerror if isinstance(e, OSError) and e.errno in _USER_OS_ERRORS else disk_error(e)
+            if not reason:
                 raise
-            click.echo(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror}; "
-                       f"finished artifacts were kept, the unfinished one was not written", err=True)
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            click.echo(f"error: {where}{reason}; finished artifacts were kept, the unfinished one was not written",
+                       err=True)
             sys.exit(2)
 
     return wrapper

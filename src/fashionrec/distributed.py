@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -267,12 +268,34 @@ def session(device: str = "auto"):
     backend = dist.get_backend()
     host = None if backend == "gloo" else dist.new_group(backend="gloo")  # every rank makes it, in this order
     _current = World(dist.get_rank(), dist.get_world_size(), backend, host)
+    world = _current
     try:
         yield _current
+    except RuntimeError as e:  # gloo / nccl when a peer vanished mid-collective: one line, not their traceback
+        if not _peer_lost(e):
+            raise
+        made = False  # the group is broken: tearing it down would wait on the dead rank
+        raise RankFailed(lost_rank_message(world)) from None
     finally:
         _current = SINGLE
         if made:
             destroy_process_group()
+
+
+# what gloo and nccl say when the process at the other end of a collective is gone (killed, OOM, machine down)
+_PEER_LOST = re.compile(r"Connection closed by peer|Connection reset by peer|Broken pipe|Connection refused|"
+                        r"ECONNRESET|EPIPE|NCCL communicator was aborted|remote process exited", re.IGNORECASE)
+
+
+def _peer_lost(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and bool(_PEER_LOST.search(str(e)))
+
+
+def lost_rank_message(world: World) -> str:
+    """The one line of a rank whose peer died mid-collective (named when there are two ranks)."""
+    who = f"rank {1 - world.rank}" if world.size == 2 else "another rank"
+    return (f"{who} of {world.size} stopped without a word (killed, out of memory, or its machine went away), so "
+            f"rank {world.rank} stops too; what an earlier epoch saved is on disk (continue with --resume)")
 
 
 class StopSignals:

@@ -110,6 +110,9 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
 
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
+    if info.get("kind") == EMBEDDING_KIND:
+        raise UserError(f"{run_dir}: is a metric-learning run (an embedding, torch engine only); convert takes "
+                        f"classifier runs: use the run as it is (index, --init) with engine torch")
     if target == info["engine"]:
         raise UserError(f"{run_dir}: the run already uses engine {target}")
     out = Path(out) if out else run_dir.with_name(f"{run_dir.name}-{target}")
@@ -158,6 +161,11 @@ def import_run(checkpoint, arch: str, out=None, force: bool = False) -> Path:
         raise UserError(f"{out}: already exists; pick another --out (or --force to replace an imported run)")
     ensure_writable(out)
     check_replaceable(out, RUN_KIND)
+    if RUN_KIND.recognises(out):  # --force replaces an imported run only, never a trained one
+        stage = read_json_object(out / "model.json", what="run").get("stage")
+        if stage != "imported":
+            raise UserError(f"{out}: is a {stage or 'trained'} run (its weights, history and last/ are not an "
+                            f"import's); --force replaces only an imported run; nothing was changed: use another --out")
     weights = published_to_torch(arch, read_checkpoint(checkpoint), source=str(checkpoint))
     layout = LAYOUTS[arch]
     num_classes = len(weights["fc.bias"])

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from . import metrics as M
-from .artifacts import check_replaceable, ensure_writable, exclusive_lock, write_text
+from .artifacts import check_replaceable, ensure_writable, exclusive_lock, read_json_object, write_text
 from .checkpoint import Checkpoint
 from .config import StageConfig, dump_yaml
 from .data.loader import BatchLoader
@@ -95,34 +97,86 @@ def write_results(run_dir: Path, info: dict, checkpoint: Checkpoint, plot: Calla
     plot(history, run_dir / "history.png")
 
 
+def check_force_target(run_dir: Path, stage: str, init=None) -> None:
+    """``--force`` replaces a finished run of the command's own stage only, and never the run it starts from."""
+    if not RUN_KIND.recognises(run_dir):
+        return
+    found = read_json_object(run_dir / "model.json", what="run").get("stage")
+    if found != stage:
+        raise UserError(f"{run_dir}: is a {found or 'unknown'} run, not a {stage} run; --force replaces only a run "
+                        f"of its own stage: nothing was changed, pick another name with --set output.name=NAME")
+    if init is not None and Path(init).resolve() == run_dir.resolve():
+        raise UserError(f"{run_dir}: --init names the run --force would replace; nothing was changed: write the "
+                        f"new run under another name with --set output.name=NAME")
+
+
 @contextmanager
-def run_folder(run_dir: Path, resume: bool, force: bool = False, world: World = SINGLE):
+def run_folder(run_dir: Path, resume: bool, force: bool = False, world: World = SINGLE, stage: str | None = None,
+               init=None):
     """Own ``run_dir`` for one training run: checked, locked, and not left half-made.
 
     The folder must be new, empty or a run (``--resume`` continues it; ``force`` replaces a
-    finished one); a folder holding anything else is refused. One writer at a time: a second
-    run into the same folder fails at once naming the first. A run that ends before its first
-    epoch is saved (bad data, a diverged loss) removes the folder it created. Yields a dict whose
-    ``epoch`` says whether an epoch was saved. Data-parallel, rank 0 owns the folder and the other
-    ranks learn whether it could.
+    finished one of ``stage``, never the ``init`` run); a folder holding anything else is refused.
+    One writer at a time: a second run into the same folder fails at once naming the first. A run
+    that ends before its first epoch is saved (bad data, a diverged loss) removes the folder it
+    created. Yields a dict: ``epoch`` says whether an epoch was saved, ``dir`` is the folder to
+    write. ``force`` trains into a temporary sibling folder, which :func:`settle_run_folder` swaps
+    in for the old run once the first epoch is saved: until then (bad data, a typo, Ctrl-C, a kill)
+    the old run stays as it was. Data-parallel, rank 0 owns the folder and the other ranks learn
+    whether it could.
     """
     with ExitStack() as stack:
+        saved = {"epoch": False, "dir": run_dir}
+
         def own() -> bool:
             ensure_writable(run_dir)
             check_replaceable(run_dir, RUN_KIND)
+            if force and not resume and stage is not None:
+                check_force_target(run_dir, stage, init)
             stack.enter_context(exclusive_lock(run_dir, wait=False, what="run folder"))
             if force and not resume and RUN_KIND.recognises(run_dir):
-                shutil.rmtree(run_dir)  # every entry is one a run writes (recognises checked it)
+                # the new run is built beside the old one; nothing of the old is touched before its first epoch
+                work = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
+                saved.update(dir=work, swap=lambda: _swap_in(work, run_dir, saved))
+                return True
             return not run_dir.exists()
 
         created = world.on_main(own)
-        saved = {"epoch": False}
         try:
             yield saved
-        except BaseException:
-            if world.is_main and created and not saved["epoch"] and run_dir.is_dir():
+        except BaseException as e:
+            if world.is_main and "swap" in saved:  # the new run never took the old one's place: the old stays
+                shutil.rmtree(saved["dir"], ignore_errors=True)
+            elif world.is_main and created and not saved["epoch"] and run_dir.is_dir():
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if world.is_main and "swap" in saved and isinstance(e, TrainingInterrupted):
+                e.args = (f"interrupted before the new run's first epoch was saved; {run_dir}, the run --force "
+                          f"would have replaced, is unchanged",)
+            elif world.is_main and "swap" in saved and isinstance(e, UserError):
+                e.args = (f"{e}; {run_dir} was left as it was",)
             raise
+
+
+def _swap_in(work: Path, run_dir: Path, saved: dict) -> Path:
+    """The new run (its first epoch saved in ``work``) takes the place of the old one at ``run_dir``."""
+    check_replaceable(run_dir, RUN_KIND)  # a user's file put into the old run meanwhile keeps it
+    old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
+    if old.exists():
+        shutil.rmtree(old)
+    if run_dir.exists():
+        os.replace(run_dir, old)
+    os.replace(work, run_dir)
+    saved.pop("swap", None)
+    saved["dir"] = run_dir
+    shutil.rmtree(old, ignore_errors=True)
+    return run_dir
+
+
+def settle_run_folder(saved: dict, checkpoint: Checkpoint) -> None:
+    """After an epoch is saved: a ``--force`` run built beside the old one takes its place (once)."""
+    swap = saved.get("swap")
+    if swap is not None:
+        checkpoint.run_dir = swap()
 
 
 def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = None,
@@ -135,7 +189,8 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     init = init if init is not None else cfg.init
     distributed.check_engine(cfg.engine)
     check_training_precision(cfg.engine, cfg.train.precision)  # before any data is read or folder made
-    with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world) as saved:
+    with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world,
+                                                                        stage=cfg.stage, init=init) as saved:
         return _train(cfg, resume, init, progress, log, saved, world)
 
 
@@ -166,7 +221,7 @@ def _start_run_folder(cfg, run_dir: Path, write_manifest) -> None:
 
 
 def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dict, world: World) -> Path:
-    run_dir, t = cfg.run_dir, cfg.train
+    run_dir, t = saved["dir"], cfg.train  # --force: a sibling folder until its first epoch replaces the old run
     if t.patience < 1:
         raise UserError("train.patience: must be >= 1")
     world.local_batch(t.batch_size)  # the ranks share every batch evenly
@@ -203,12 +258,12 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
     log(f"{cfg.stage} {cfg.model.arch} on {cfg.task}: {len(manifest.classes)} classes, "
         f"{len(train_loader.images)} train / {len(val_loader.images)} val images, "
         f"engine {cfg.engine} on {clf.device}" + (f" x {world.size} ranks ({world.backend})" if world.enabled else "")
-        + f" -> {run_dir}")
+        + f" -> {cfg.run_dir}")
     def keep(row: dict, is_best: bool) -> None:
         from .report import plot_history
 
         scalars.write(row)
-        write_results(run_dir, info, checkpoint,
+        write_results(checkpoint.run_dir, info, checkpoint,
                       lambda history, png: plot_history(history, png, title=title, label_smoothing=t.label_smoothing))
         log(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
             f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
@@ -216,6 +271,7 @@ def _train(cfg: StageConfig, resume: bool, init, progress: bool, log, saved: dic
 
     run_epochs(checkpoint, clf, t.max_epochs, world, saved, (train_loader, val_loader, scalars),
                lambda epoch, stop: _run_epoch(clf, train_loader, val_loader, epoch, cfg, progress, world, stop), keep)
+    run_dir = cfg.run_dir  # where the run is now, whatever folder it started in
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
     if not checkpoint.history:  # e.g. max_epochs 0 set in code (a config refuses it): no run to announce
         raise UserError(f"no epoch completed (train.max_epochs {t.max_epochs}); nothing usable was written")
@@ -243,6 +299,7 @@ def run_epochs(checkpoint: Checkpoint, model, max_epochs: int, world: World, sav
                     is_best = checkpoint.update(model, row)
                     saved["epoch"] = True
                     keep(row, is_best)
+                    settle_run_folder(saved, checkpoint)  # --force: the new run replaces the old one now
                     return checkpoint.state()
 
                 state = world.on_main(on_main)  # early stopping is rank 0's decision; the others take its state

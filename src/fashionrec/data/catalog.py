@@ -37,6 +37,14 @@ def _resolve_classes(classes, task):
     raise DataError("data.classes: give the class list (no default for this task)")
 
 
+def _delimiter(header_line: str) -> str:
+    """``,`` unless the header is a spreadsheet's ``;`` or tab export with a ``path`` column."""
+    for sep in ("\t", ";"):
+        if "path" not in next(csv.reader([header_line]), []) and "path" in (h.strip() for h in header_line.split(sep)):
+            return sep
+    return ","
+
+
 def read_csv_rows(csv_path) -> tuple[list[str], list[tuple[int, dict]]]:
     """Read a CSV with a header; return (columns, [(lineno, row dict)]). Errors name file:line."""
     csv_path = Path(csv_path)
@@ -46,13 +54,18 @@ def read_csv_rows(csv_path) -> tuple[list[str], list[tuple[int, dict]]]:
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{csv_path}: not a UTF-8 text file ({e.reason})") from None
-    reader = csv.reader(text.splitlines())
+    lines = text.splitlines()
+    reader = csv.reader(lines, delimiter=_delimiter(lines[0] if lines else ""))
     header = next(reader, None)
     if not header:
         raise DataError(f"{csv_path}:1: empty file (expected a header such as 'path,label')")
     header = [h.strip() for h in header]
     if "path" not in header:
         raise DataError(f"{csv_path}:1: header must have a 'path' column; got {','.join(header)}")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{csv_path}:1: column {', '.join(repr(h) for h in repeated)} appears more than once in the "
+                        f"header; give each column its own name")
     rows = []
     for lineno, fields in enumerate(reader, start=2):
         if not fields or all(not f.strip() for f in fields):
@@ -173,6 +186,8 @@ def read_catalog(root, fmt: str) -> tuple[Path, list[str], dict[str, list[str]]]
     root = Path(root)
     if fmt == "csv":
         header, rows = read_csv_rows(root)
+        if not rows:
+            raise DataError(f"{root}: no rows under the header; nothing to index")
         columns = [h for h in header if h not in ("path", "split")]
         keep = drop_repeated_paths(root, [ln for ln, _ in rows], [r["path"] for _, r in rows],
                                    [{c: r[c] for c in columns} for _, r in rows])

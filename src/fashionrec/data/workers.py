@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
 
+from ..artifacts import DISK_ERRNOS as _DISK_ERRNOS
 from ..errors import UserError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -56,6 +57,9 @@ def _serve(tasks, results, parent_side, parent_pid: int, init: Callable[[], None
             return
         try:
             answer = {"result": handle(job)}
+        except OSError as e:  # a full disk or a file-size limit is the parent's OSError, not a worker's bug
+            answer = ({"oserror": [e.errno, e.strerror, e.filename and str(e.filename)]} if e.errno in _DISK_ERRNOS
+                      else {"error": "".join(traceback.format_exception(e)).rstrip()})
         except Exception as e:  # noqa: BLE001 - a bug: its traceback goes to the parent, which raises it
             answer = {"error": "".join(traceback.format_exception(e)).rstrip()}
         results.send_bytes(json.dumps(answer).encode())
@@ -127,6 +131,8 @@ class Workers:
         try:
             if conn.poll():
                 answer = json.loads(conn.recv_bytes())
+                if "oserror" in answer:  # the disk refused a worker's write: the caller reports it as its own
+                    raise OSError(*answer["oserror"])
                 if "error" in answer:
                     raise RuntimeError(f"{self.name} {k} (pid {proc.pid}) failed:\n{answer['error']}")
                 return answer["result"]

@@ -111,12 +111,13 @@ def train_metric(cfg: MetricConfig, *, resume: bool = False, init=None, progress
     """
     distributed.check_engine(cfg.engine)
     check_training_precision(cfg.engine, cfg.train.precision)  # before any data is read or folder made
-    with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world) as saved:
+    with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world,
+                                                                        stage="metric", init=init) as saved:
         return _train_metric(cfg, resume, init, progress, log, saved, world)
 
 
 def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, saved: dict, world: World) -> Path:
-    run_dir, t = cfg.run_dir, cfg.train
+    run_dir, t = saved["dir"], cfg.train  # --force: a sibling folder until its first epoch replaces the old run
     world.local_batch(t.batch_size)  # the ranks share every batch evenly
     if not world.is_main:
         progress, log = False, quiet
@@ -163,12 +164,13 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
     log(f"metric {cfg.model.arch} + {cfg.loss.name}: {data.describe()}; validation on {val_how}; "
         f"batches of {t.batch_size // t.images_per_item} items x {t.images_per_item} images, "
         f"engine torch on {model.device}" + (f" x {world.size} ranks ({world.backend})" if world.enabled else "")
-        + f" -> {run_dir}")
+        + f" -> {cfg.run_dir}")
     if singles:
         log(f"{singles} training item(s) with one photo only are left out of the batches (nothing to pair with)")
     def keep(row: dict, is_best: bool) -> None:
         scalars.write(row)
-        write_results(run_dir, info, checkpoint, lambda history, png: plot_metric_history(history, png, title=title))
+        write_results(checkpoint.run_dir, info, checkpoint,
+                      lambda history, png: plot_metric_history(history, png, title=title))
         log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}"
             f"{' (backbone frozen)' if row['frozen'] else ''} | val R@1 {row[MONITOR]:.3f} "
             f"MAP@R {row['val_map@r']:.3f}" + ("  *best" if is_best else ""))
@@ -176,6 +178,7 @@ def _train_metric(cfg: MetricConfig, resume: bool, init, progress: bool, log, sa
     run_epochs(checkpoint, model, t.max_epochs, world, saved, (train_loader, val_loader, scalars),
                lambda epoch, stop: _run_epoch(model, train_loader, val_loader, val_set, epoch, cfg, progress, world,
                                               stop), keep)
+    run_dir = cfg.run_dir  # where the run is now, whatever folder it started in
     write_bad_images(run_dir, {**train_loader.bad, **val_loader.bad}, world, log)
     if not checkpoint.history:  # e.g. max_epochs 0 set in code (a config refuses it): no run to announce
         raise UserError(f"no epoch completed (train.max_epochs {t.max_epochs}); nothing usable was written")
