@@ -24,6 +24,13 @@ from fashionrec.index import CatalogIndex
 from fashionrec.runs import load_classifier
 
 
+def foreground_job():
+    """In the child: SIGINT as a terminal's foreground job has it, however pytest was started. A background job of
+    a shell without job control (`make test &` in a script) starts with SIGINT ignored, and a command keeps
+    ignoring it, as it should: Ctrl-C then never reached these children (issue 26)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Payload:
     """Unpickling this creates a marker file: proof that code ran."""
 
@@ -151,7 +158,8 @@ def test_a_signal_to_the_process_group_stops_training_with_workers_quietly(synth
            "--set", f"data.root={synth_root / 'deepfashion'}", "--set", f"output.dir={tmp_path}",
            "--set", "model.input_size=32", "--set", "train.max_epochs=50", "--set", "train.patience=50",
            "--set", "train.limit_train_batches=3", "--set", "train.workers=2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=foreground_job)
     for line in proc.stdout:
         if line.startswith("epoch 1:"):  # the workers are up and loading epoch 2
             os.killpg(proc.pid, signum)

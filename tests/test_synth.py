@@ -339,12 +339,18 @@ def test_synth_keeps_a_tree_holding_a_users_file(tmp_path):
     assert (tmp_path / "deepfashion" / "notes.txt").read_text() == "mine"
 
 
+def foreground_job():
+    """In the child: SIGINT as a terminal's foreground job has it, however pytest was started (a background job of
+    a shell without job control starts with SIGINT ignored, and `synth` keeps ignoring it: issue 26)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_drawing_workers_quietly_and_leaves_no_tree(tmp_path):
     """Ctrl-C reaches the whole process group: the workers leave it to `synth`, which stops them, discards the
     half-drawn tree and says one word; no traceback from any process, and no process left."""
     proc = subprocess.Popen([sys.executable, "-m", "fashionrec", "synth", str(tmp_path / "out"), "--n", "5000",
                              "--size", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=foreground_job)
     for line in iter(proc.stderr.readline, ""):
         if "deepfashion:" in line and "/5000" in line and not line.startswith("deepfashion:   0%"):
             break  # drawing, in the workers

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, stop
 from .engines.registry import ENGINE_NAMES
 from .errors import TrainingInterrupted, UserError
 
@@ -32,7 +32,7 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings():
+            with stop.scope(), warnings.catch_warnings():  # Ctrl-C recorded: none is lost (fashionrec.stop)
                 warnings.showwarning = _one_line_warning
                 return fn(*args, **kwargs)
         except UserError as e:

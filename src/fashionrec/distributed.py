@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import stop
 from .errors import UserError
 
 BACKENDS = {"cuda": "nccl", "cpu": "gloo"}
@@ -301,16 +302,28 @@ def lost_rank_message(world: World) -> str:
 class StopSignals:
     """Ctrl-C and SIGTERM of a data-parallel run: the handler only sets :attr:`requested`, and the ranks
     stop together at the next step they agree on (a second Ctrl-C stops this rank at once). In one
-    process nothing changes: SIGTERM raises KeyboardInterrupt like Ctrl-C, where it lands."""
+    process nothing changes: SIGTERM raises KeyboardInterrupt like Ctrl-C, where it lands. Either way the
+    request is recorded for the command (:mod:`fashionrec.stop`): one that a ``__del__`` swallowed still
+    stops the next batch, and under torchrun :attr:`requested` includes one recorded before the epochs."""
 
     def __init__(self, world: World):
         self.world = world
-        self.requested = False
+        self._requested = False
+
+    @property
+    def requested(self) -> bool:
+        return self._requested or stop.requested() is not None
+
+    @requested.setter
+    def requested(self, value: bool) -> None:
+        self._requested = value
 
     def _handler(self, signum, frame):
-        if not self.world.enabled or (self.requested and signum == signal.SIGINT):
+        first = not self.requested
+        stop.record(signum)
+        if not self.world.enabled or (not first and signum == signal.SIGINT):
             raise KeyboardInterrupt
-        self.requested = True
+        self._requested = True
 
     @contextmanager
     def installed(self):
@@ -322,7 +335,11 @@ class StopSignals:
         except ValueError:  # not the main thread: leave the handlers alone
             pass
         try:
-            yield self
+            if self.world.enabled:
+                with stop.deferred():  # the ranks decide together (agree_on_step), not each loader alone
+                    yield self
+            else:
+                yield self
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import stop
 from ..config import AugmentConfig
 from ..errors import DataError
 from .augment import Augmenter
@@ -202,7 +203,9 @@ class BatchLoader:
     def _results(self, epoch):
         if self.workers == 0:
             _init_worker(self._state)
-            yield from map(_load_batch, self._jobs(epoch))
+            for job in self._jobs(epoch):
+                stop.check()  # a Ctrl-C that a __del__ swallowed still stops the next batch
+                yield _load_batch(job)
             return
         if self._workers is None:
             size = self._state["size"]
@@ -226,6 +229,7 @@ class BatchLoader:
             for _ in range(self.prefetch):
                 submit()
             while slots:
+                stop.check()  # a Ctrl-C that a __del__ or an at-fork hook swallowed still stops the next batch
                 slot = slots.popleft()
                 answer = self._workers.next_result()
                 rows = np.asarray(answer["ok"], np.int64)
