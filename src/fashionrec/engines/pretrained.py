@@ -156,7 +156,7 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     except Exception as e:  # noqa: BLE001 - any failure to parse is a bad checkpoint, said in one line
         text = str(e)
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
-        if found or "Weights only load failed" in text:  # a pickled object or function, refused before it ran
+        if found:  # a pickled object or function, refused before it was built or called
             what = f" ({found.group(1)})" if found else ""
             raise UserError(f"{path}: refused: the file holds Python objects{what}, not only tensors; loading "
                             f"them could run code, so only plain state dicts are imported") from None

@@ -265,6 +265,6 @@ def _run_epoch(model: Embedder, train_loader, val_loader, val_set: ItemImages, e
     return {
         "epoch": epoch, "train_loss": loss_sum / max(n, 1),
         **{f"val_{k}": v for k, v in val.items() if k.startswith(("recall@", "map@"))},
-        "lr": model.lrs()[0], "frozen": frozen, "world_size": world.size, "batch_size": t.batch_size,
+        "lr": model.lrs()[1], "frozen": frozen, "world_size": world.size, "batch_size": t.batch_size,
         "train_images_per_s": n / train_s if train_s > 0 else 0.0, "seconds": time.perf_counter() - t0,
     }
