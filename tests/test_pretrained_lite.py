@@ -87,7 +87,8 @@ def test_every_lite_size_has_the_reference_parameter_count(variant):
     ours = get_builder("torch", f"efficientnet_lite{variant}")()
     theirs = EfficientNet.from_name(f"efficientnet-lite{variant}")
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
-    assert [tuple(v.shape) for v in ours.state_dict().values()] == [tuple(v.shape) for v in theirs.state_dict().values()]
+    shapes = [tuple(v.shape) for v in ours.state_dict().values()]
+    assert shapes == [tuple(v.shape) for v in theirs.state_dict().values()]
 
 
 def test_a_folder_of_photos_is_indexed_and_recommended_with_no_training(lite0_run, synth_root, tmp_path):
