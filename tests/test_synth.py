@@ -158,8 +158,8 @@ def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, word):
 
 def test_writers_spell_the_formats_out_without_the_readers():
     """The synthetic trees test the readers only if the writers do not borrow the readers' code:
-    no module of the synth package imports from outside it but ``artifacts`` (atomic folders) and
-    ``data.workers`` (the processes that draw)."""
+    no module of the synth package imports from outside it but ``artifacts`` (atomic folders),
+    ``data.workers`` (the processes that draw) and ``stop`` (a Ctrl-C is never lost)."""
     folder = Path(synth_package.__file__).parent
     outside = set()
     for path in folder.glob("*.py"):
@@ -168,7 +168,7 @@ def test_writers_spell_the_formats_out_without_the_readers():
                 outside.add((node.level, node.module))
             elif isinstance(node, (ast.Import, ast.ImportFrom)) and "fashionrec" in ast.unparse(node):
                 outside.add((0, ast.unparse(node)))
-    assert outside == {(3, "artifacts"), (2, "workers")}
+    assert outside == {(3, "artifacts"), (2, "workers"), (3, "stop")}
 
 
 def test_tree_ids_are_distinct_and_never_the_plan_seed():

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ... import stop
+from ...stop import check as check_stop
 from ..workers import Workers
 from .garments import CATEGORIES, draw_garment
 from .textures import TEXTURES
@@ -80,7 +80,7 @@ def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, w
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
         if workers <= 1:
             for job in jobs:
-                stop.check()  # a Ctrl-C that a __del__ swallowed still stops the drawing
+                check_stop()  # a Ctrl-C that a __del__ swallowed still stops the drawing
                 _render(job)
                 bar.update()
             return
@@ -98,7 +98,7 @@ def draw_images(root: Path, rows: list[dict], tree: int, size: int, seed: int, w
             for chunk in itertools.islice(ahead, 2 * workers):
                 pool.submit(chunk.tobytes())
             while pool.pending:
-                stop.check()  # a Ctrl-C that a __del__ or an at-fork hook swallowed still stops the drawing
+                check_stop()  # a Ctrl-C that a __del__ or an at-fork hook swallowed still stops the drawing
                 bar.update(pool.next_result())
                 chunk = next(ahead, None)
                 if chunk is not None:
