@@ -117,3 +117,15 @@ def test_bench_serve_load_test_has_no_failed_request(tmp_path):
     assert all(r["failed"] == 0 and r["requests_per_s"] > 0 for r in rounds.values())
     assert rounds["upload, concurrent"]["requests"] == 8 and rounds["similar, concurrent"]["requests"] == 16
     assert "| similar, concurrent |" in section(md, "serve")
+
+
+@pytest.mark.slow
+def test_bench_lite0_compares_both_extractor_sets_in_one_run(tmp_path):
+    out, md = tmp_path / "l.json", tmp_path / "RESULTS.md"
+    run_script("bench_lite0.py", "--size", 64, "--images", 32, "--rounds", 1, "--queries", 3,
+               "--work", tmp_path / "work", "--out", out, "--results", md)
+    report = json.loads(out.read_text())
+    assert len(report["results"]) == 2 and all(r["index_images_per_s"] > 0 and r["recommend"]["n"] == 3
+                                               for r in report["results"].values())
+    assert report["ratios"]["index_images_per_s"] > 0 and report["ratios"]["recommend_p50"] > 0
+    assert "EfficientNet-Lite0" in section(md, "lite0")
