@@ -52,3 +52,12 @@ def test_mxnet_engine_learns_with_the_same_config(demo_dir):
     info = read_model_json(run)
     assert info["engine"] == "mxnet"
     assert info["metrics"]["val_acc"] > MIN_VAL_ACC[("pretrain", "category")], info["metrics"]
+
+
+@pytest.mark.slow
+def test_demo_indexes_the_catalog_with_imagenet_lite0_and_no_training(demo_dir):
+    """The pretrained extra is in both lock files: the demo imports Lite0 and indexes the catalog with it."""
+    info = read_model_json(demo_dir / "runs" / "imported" / "efficientnet_lite0")
+    assert info["arch"] == "efficientnet_lite0" and info["stage"] == "imported"
+    r = json.loads((demo_dir / "index-pretrained" / "retrieval.json").read_text())["variants"]["concat raw"]
+    assert r["category"]["precision@5"] > 0.5 and r["texture"]["precision@5"] > 0.3  # chance 0.11 and 0.2

@@ -20,7 +20,7 @@ from .errors import UserError
 # What `demo --out DIR` writes: it replaces a folder of this kind and refuses any other (with
 # `--out .` in a project, DIR/runs and DIR/index would be the user's own runs and index).
 DEMO_KIND = ArtifactKind("demo folder", marker=".fashionrec-demo.json",
-                         entries=("data", "runs", "index", "queries", "recommendations.png"))
+                         entries=("data", "runs", "index", "index-pretrained", "queries", "recommendations.png"))
 
 # Package data (pyproject's package-data), so an installed wheel runs the demo from any folder.
 CONFIG_DIR = resources.files(__package__) / "configs" / "demo"
@@ -69,23 +69,50 @@ def metric_step(data: Path, runs: Path, finetuned: dict, quick: bool, progress: 
     return run
 
 
+def pretrained_step(data: Path, runs: Path, index_dir: Path, trained: dict, progress: bool, log) -> Path | None:
+    """Index the catalog with ImageNet EfficientNet-Lite0 and no training at all (where the ``pretrained`` extra
+    installed its weights), and print its leave-one-out P@5 beside the trained networks'."""
+    from .config import index_config_for
+    from .engines.pretrained import PRETRAINED_EXTRA, packaged_checkpoint
+    from .evaluate import evaluate_index
+    from .index import build_index
+    from .runs import import_run
+
+    try:
+        packaged_checkpoint("efficientnet_lite0")
+    except UserError as e:
+        log(f"[7/8] pretrained index skipped: {e}. `{PRETRAINED_EXTRA}` adds it")
+        return None
+    log("[7/8] ImageNet EfficientNet-Lite0, no training: index the catalog with its pooled features")
+    run = import_run(None, "efficientnet_lite0", runs / "imported" / "efficientnet_lite0")
+    cfg = index_config_for(data / "fashion" / "catalog.csv", [run], index_dir, ["backend=brute"])
+    build_index(cfg, progress=progress, log=log)
+    scores = evaluate_index(index_dir, progress=progress, labels=list(trained["relevance"])[:2])
+    ours, theirs = trained["variants"]["concat raw"], scores["variants"]["concat raw"]
+    log("leave-one-out P@5      " + "  ".join(f"{task:>9}" for task in theirs))
+    log("  trained (paper)      " + "  ".join(f"{ours[task]['precision@5']:9.3f}" for task in theirs))
+    log("  Lite0, no training   " + "  ".join(f"{theirs[task]['precision@5']:9.3f}" for task in theirs))
+    return index_dir
+
+
 def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: bool = True, log=print) -> dict:
     """Run the whole pipeline into ``out``: a new or empty folder, or one an earlier demo made."""
     out = Path(out)
     ensure_writable(out)
     check_replaceable(out, DEMO_KIND)
-    _check_replaced_outputs(out / "runs", out / "index")
+    _check_replaced_outputs(out / "runs", out / "index", out / "index-pretrained")
     with exclusive_lock(out, wait=False, what="demo folder"):
         return _run_demo(out, quick, engine, progress, log)
 
 
-def _check_replaced_outputs(runs: Path, index_dir: Path) -> None:
-    """The demo replaces DIR/runs and DIR/index whole: refuse, before any work, if either holds what no
+def _check_replaced_outputs(runs: Path, *index_dirs: Path) -> None:
+    """The demo replaces DIR/runs and its indexes whole: refuse, before any work, if any holds what no
     demo writes (a run of the user's own put beside the demo's, a note in the index)."""
     from .index import INDEX_KIND
     from .runs import RUN_KIND
 
-    check_replaceable(index_dir, INDEX_KIND)
+    for index_dir in index_dirs:
+        check_replaceable(index_dir, INDEX_KIND)
     for stage in sorted(runs.iterdir()) if runs.is_dir() else ():
         if not stage.is_dir():
             raise UserError(f"{stage}: not written by a demo (runs/ holds a folder per stage); move it away "
@@ -103,13 +130,13 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
     from .train import train
 
     t0 = time.perf_counter()
-    data, runs, index_dir = out / "data", out / "runs", out / "index"
-    for stale in (runs, index_dir):  # a demo is a fresh run each time; run_demo checked both hold only its own
+    data, runs, index_dir, pretrained_dir = out / "data", out / "runs", out / "index", out / "index-pretrained"
+    for stale in (runs, index_dir, pretrained_dir):  # a demo is a fresh run each time; run_demo checked them
         shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / DEMO_KIND.marker, {"quick": quick, "engine": engine})
     n, size = (240, 64) if quick else (1000, 64)
-    log(f"[1/7] synthetic catalog: {n} images per tree at {size} px -> {data}")
+    log(f"[1/8] synthetic catalog: {n} images per tree at {size} px -> {data}")
     synthesize(data, n=n, size=size, seed=0, progress=progress)
 
     common = [f"engine={engine}", f"output.dir={runs}"]
@@ -117,7 +144,7 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
         common += ["train.max_epochs=1", "model.input_size=64"]
     finetuned = {}
     for step, task in enumerate(("category", "texture"), start=2):
-        log(f"[{step}/7] {task}: pretrain on the DeepFashion tree, then fine-tune on the Fashion tree")
+        log(f"[{step}/8] {task}: pretrain on the DeepFashion tree, then fine-tune on the Fashion tree")
         pre = load_demo_config(StageConfig, f"pretrain-{task}.yaml",
                                common + [f"data.root={data / 'deepfashion'}"])
         pre_dir = train(pre, progress=progress, log=log)
@@ -128,29 +155,31 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
         log(format_report(report))
         finetuned[task] = fine_dir
 
-    log("[4/7] index the catalog with both fine-tuned networks (heads stripped, features concatenated)")
+    log("[4/8] index the catalog with both fine-tuned networks (heads stripped, features concatenated)")
     icfg = load_demo_config(IndexConfig, "index.yaml", [
         f"catalog.root={data / 'fashion' / 'catalog.csv'}", f"output={index_dir}",
         f"extractors=[{finetuned['category']}, {finetuned['texture']}]"])
     build_index(icfg, progress=progress, log=log)
 
-    log("[5/7] recommend for held-out images")
+    log("[5/8] recommend for held-out images")
     queries = write_queries(out / "queries", size)
     rec = Recommender.load(index_dir)
     results = rec.recommend([q for q, _, _ in queries], k=5)
     log(format_results(results))
     picture = rec.show(results, out / "recommendations.png")
 
-    log("[6/7] evaluate the ranking (leave-one-out over the catalog)")
+    log("[6/8] evaluate the ranking (leave-one-out over the catalog)")
     retrieval = evaluate_index(index_dir, progress=progress)
     log(format_retrieval(retrieval))
 
+    pretrained = pretrained_step(data, runs, pretrained_dir, retrieval, progress, log)
+
     metric_run = None
     if engine == "torch":
-        log("[7/7] metric learning on the synthetic In-shop tree, beside the classifiers' features")
+        log("[8/8] metric learning on the synthetic In-shop tree, beside the classifiers' features")
         metric_run = metric_step(data, runs, finetuned, quick, progress, log)
     else:
-        log("[7/7] metric learning skipped: it is torch-only (--engine torch)")
+        log("[8/8] metric learning skipped: it is torch-only (--engine torch)")
 
     summary = {
         "recommendations": picture,
@@ -161,6 +190,8 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
         "confusion matrices": [Path(d) / "confusion-val.png" for d in finetuned.values()],
         "index": index_dir,
     }
+    if pretrained is not None:
+        summary["pretrained index"] = pretrained
     if metric_run is not None:
         summary.update({"metric run": metric_run, "recall@k plot": metric_run / "recall_at_k.png"})
     log(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Where everything is:")
