@@ -48,7 +48,7 @@ def test_paper_settings_are_the_defaults():
     t = load_config(StageConfig, CONFIGS / "finetune/texture.yaml")
     assert t.augment.rotation == 8
     idx = load_config(IndexConfig, CONFIGS / "index.yaml")
-    assert idx.backend == "balltree" and idx.l2_normalize is False
+    assert idx.backend.name == "balltree" and idx.l2_normalize is False
 
 
 def _write(tmp_path, data, name="c.yaml"):
@@ -230,7 +230,9 @@ def test_the_same_number_from_set_names_the_key_without_a_line(tmp_path):
     ("  input_size: 64", "  input_size: 16", "model.input_size: must be in [32, 2048]; got 16"),
     ("  embedding_dim: 128", "  embedding_dim: 0", "model.embedding_dim: must be in [1, 65536]; got 0"),
     ("  val_fraction: 0.2", "  val_fraction: 1.5", "data.val_fraction: must be in [0, 1); got 1.5"),
-    ("  name: multi_similarity", "  name: multi_similarity\n  delta: 5", "loss.delta: must be in [0, 1]; got 5"),
+    ("  name: multi_similarity", "  name: proxy_anchor\n  delta: 5", "loss.delta: must be in [0, 1]; got 5"),
+    ("  name: multi_similarity", "  name: multi_similarity\n  base: -3", "loss.base: must be in [-1, 1]; got -3"),
+    # the flat key of older configs, read as `base`, is named as written
     ("  name: multi_similarity", "  name: multi_similarity\n  ms_base: -3", "loss.ms_base: must be in [-1, 1]; got -3"),
     ("  clip_grad_norm: 10.0", "  clip_grad_norm: -1", "train.clip_grad_norm: must be in (0, 1000000]; got -1"),
     ("  schedule: constant", "  schedule: step\n  gamma: 2", "train.gamma: must be in (0, 1]; got 2"),

@@ -192,3 +192,62 @@ def test_bf16_index_is_close_to_fp32_and_recommend_follows_it(built_index, synth
     (out / "index.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"index.json: precision: must be one of fp32, bf16; got 'fp8'"):
         Recommender.load(out, device="cpu")
+
+
+# --------------------------------------------------------------------------- each backend's own parameters (issue 27)
+
+
+def _index_yaml(tmp_path, synth_root, runs, backend: str) -> tuple:
+    out = tmp_path / "index"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"""catalog: {{format: csv, root: {synth_root / 'fashion' / 'catalog.csv'}}}
+extractors: [{runs['category']}, {runs['texture']}]
+output: {out}
+backend: {backend}
+workers: 0
+device: cpu
+""")
+    return config, out
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fashionrec", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_index_yaml_reaches_the_backends_parameters_and_index_json_records_them(synth_root, extractor_runs,
+                                                                               tmp_path):
+    config, out = _index_yaml(tmp_path, synth_root, extractor_runs, "{name: faiss-ivf, nlist: 16, nprobe: 4}")
+    r = _cli("index", "-c", str(config), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    params = json.loads((out / "index.json").read_text())["backend_params"]
+    assert (params["backend"], params["nlist"], params["nprobe"]) == ("faiss-ivf", 16, 4)
+    index = CatalogIndex.load(out)
+    assert index.knn.backend_ == "faiss-ivf" and index.knn._backend.nprobe == 4 and index.knn._backend.index.nlist == 16
+    assert index.query(index.features[3:4], 1)[1][0, 0] == 3
+
+
+@pytest.mark.parametrize("backend, words", [
+    ("{name: brute, nlist: 16}", "backend.nlist: not a key of backend brute (it is faiss-ivf and faiss-ivfpq's); "
+                                 "brute takes none"),
+    ("{name: faiss-ivf, nprobes: 4}", "backend.nprobes: not a key of backend faiss-ivf (did you mean 'nprobe'?); "
+                                      "faiss-ivf's keys: nlist, nprobe"),
+    ("{name: faiss-ivf, nprobe: 0}", "backend.nprobe: must be >= 1; got 0"),
+    ("{name: kdtree}", "backend.name: expected 'auto' | 'balltree' | 'brute' | 'faiss-flat' | 'faiss-hnsw' | "
+                       "'faiss-ivf' | 'faiss-ivfpq', got 'kdtree'"),
+])
+def test_a_key_the_backend_does_not_have_is_one_line_naming_the_ones_it_has(tmp_path, backend, words):
+    config, out = _index_yaml(tmp_path, tmp_path, {"category": "a", "texture": "b"}, backend)
+    r = _cli("index", "-c", str(config))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {config}:4: {words}", r.stderr
+    assert not out.exists()
+
+
+def test_a_bare_backend_name_keeps_its_defaults(synth_root, tmp_path):
+    cfg = index_config(synth_root, {"category": "a", "texture": "b"}, tmp_path, backend="faiss-ivfpq")
+    assert cfg.backend.name == "faiss-ivfpq" and cfg.backend.nprobe == 16 and cfg.backend.pq_m is None
+    cfg = index_config(synth_root, {"category": "a", "texture": "b"}, tmp_path,
+                       backend={"name": "faiss-ivfpq", "nlist": 1024, "pq_m": 64, "nprobe": 16})
+    assert (cfg.backend.nlist, cfg.backend.pq_m) == (1024, 64)

@@ -529,3 +529,108 @@ def test_set_params_reaches_the_fitted_backend(clustered):
         index.set_params(nprobes=3)
     with pytest.raises(ValueError, match="^ef_search must be"):
         KNNIndex("faiss-hnsw").fit(X[:100]).set_params(ef_search=0)
+
+
+_BLOCKED_MODULE = '''
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+
+from fashionrec.configtypes import Choice, Range
+from fashionrec.knn.base import Backend, register
+
+
+@dataclass
+class BlockedParams(Choice):
+    block_rows: Annotated[int, Range(ge=1, le=1_000_000)] = 4096  # rows whose distances are computed at once
+
+
+@register
+class BlockedBackend(Backend):
+    """Exact numpy search in blocks of rows, float64."""
+
+    name = "numpy-blocked"
+    exact = True
+    rounding = 1e-9
+    Params = BlockedParams
+
+    def fit(self, X):
+        self.X = X
+        self._track_norm_max(X)
+
+    def add(self, X):
+        self.X = np.concatenate([self.X, X])
+        self._track_norm_max(X)
+
+    def search(self, Q, k):
+        self.blocks_searched = 0
+        parts = []
+        for start in range(0, len(self.X), self.block_rows):
+            block = self.X[None, start:start + self.block_rows]
+            parts.append(((Q[:, None, :].astype(np.float64) - block) ** 2).sum(-1))
+            self.blocks_searched += 1
+        d = np.concatenate(parts, axis=1)
+        ids = np.argsort(d, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(d, ids, 1), ids
+
+    def rows(self, ids):
+        return self.X[ids]
+
+    def vectors(self):
+        return self.X
+
+    @property
+    def nbytes(self):
+        return self.X.nbytes
+'''
+
+
+def test_a_new_backend_is_one_module_with_its_parameters_reached_from_an_index_config(
+        synth_root, extractor_runs, tmp_path, monkeypatch):
+    import importlib
+
+    from click.testing import CliRunner
+
+    from fashionrec.cli import main
+    from fashionrec.config import ranges_table
+    from fashionrec.index import CatalogIndex
+    from fashionrec.knn import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
+    package = tmp_path / "shop_backends"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "blocked.py").write_text(_BLOCKED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("shop_backends.blocked")
+
+    X = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    index = KNNIndex("numpy-blocked", block_rows=64).fit(X)
+    np.testing.assert_array_equal(index.query(X[:5], 3)[1], reference(X, X[:5], 3)[1])
+    assert index._backend.blocks_searched == 5 and index.get_params()["block_rows"] == 64
+    with pytest.raises(ValueError, match=r"^block_rows must be an integer in \[1, 1000000\]; got 0$"):
+        KNNIndex("numpy-blocked", block_rows=0)
+    assert "| `backend.block_rows` (numpy-blocked) | index | int | [1, 1000000] |" in ranges_table()
+
+    out = tmp_path / "index"
+    config = tmp_path / "index.yaml"
+    text = f"""catalog: {{format: csv, root: {synth_root / 'fashion' / 'catalog.csv'}}}
+extractors: [{extractor_runs['category']}, {extractor_runs['texture']}]
+output: {out}
+backend: {{name: numpy-blocked, block_rows: 50}}
+workers: 0
+device: cpu
+"""
+    config.write_text(text)
+    r = CliRunner().invoke(main, ["index", "-c", str(config), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "index.json").read_text())["backend_params"]["block_rows"] == 50
+    loaded = CatalogIndex.load(out)
+    assert loaded.knn.backend_ == "numpy-blocked" and loaded.knn._backend.block_rows == 50
+    assert loaded.query(loaded.features[7:8], 1)[1][0, 0] == 7
+    config.write_text(text.replace("block_rows: 50", "nprobe: 4"))
+    r = CliRunner().invoke(main, ["index", "-c", str(config), "--no-progress"])
+    assert r.exit_code == 2 and r.output.strip() == (
+        f"error: {config}:4: backend.nprobe: not a key of backend numpy-blocked (it is faiss-ivf and faiss-ivfpq's); "
+        "numpy-blocked's keys: block_rows"), r.output

@@ -341,3 +341,159 @@ def test_embedder_keeps_an_imported_backbones_input_convention():
     norm = {"mean": [104 / 255, 117 / 255, 128 / 255], "std": [1 / 255] * 3, "channels": "bgr", "scale": 255.0}
     model = Embedder("bninception", 8, 32, device="cpu", **normalization_kwargs(norm))
     assert (model.channels, model.scale) == ("bgr", 255.0)
+
+
+# --------------------------------------------------------------------------- losses, one module each (issue 27)
+
+OLD_FORM = {  # the flat block of configs and run folders written before each loss had its own keys
+    "proxy_anchor": {"alpha": 16.0, "delta": 0.2, "proxy_lr_factor": 50.0},
+    "multi_similarity": {"ms_alpha": 3.0, "ms_beta": 40.0, "ms_base": 0.4, "ms_epsilon": 0.2},
+    "contrastive": {"pos_margin": 0.1, "neg_margin": 0.7},
+    "triplet": {"triplet_margin": 0.3},
+}
+NEW_FORM = {
+    "proxy_anchor": {"alpha": 16.0, "delta": 0.2, "proxy_lr_factor": 50.0},
+    "multi_similarity": {"alpha": 3.0, "beta": 40.0, "base": 0.4, "epsilon": 0.2},
+    "contrastive": {"pos_margin": 0.1, "neg_margin": 0.7},
+    "triplet": {"margin": 0.3},
+}
+
+
+def _metric_yaml(tmp_path, loss: dict, name="c.yaml") -> Path:
+    import yaml
+
+    raw = yaml.safe_load((CONFIGS / "inshop-proxyanchor.yaml").read_text())
+    raw["loss"] = loss
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _loss_value(loss_cfg, seed=0) -> float:
+    """The loss (and its miner) of a fixed batch: 6 items x 4 unit embeddings of 16-d."""
+    import torch
+
+    torch.manual_seed(seed)  # Proxy-Anchor's proxies are drawn as the loss is built
+    loss_fn, miner = loss_cfg.build(6, 16)
+    emb = torch.nn.functional.normalize(torch.randn(24, 16, generator=torch.Generator().manual_seed(1)), dim=1)
+    labels = torch.arange(6).repeat_interleave(4)
+    return float(loss_fn(emb, labels, miner(emb, labels) if miner is not None else None).detach())
+
+
+def _old_build_loss(name: str, flat: dict):
+    """fashionrec.metric.model.build_loss as it was before the losses moved to their own modules."""
+    from pytorch_metric_learning import losses, miners
+
+    c = {"alpha": 32.0, "delta": 0.1, "ms_alpha": 2.0, "ms_beta": 50.0, "ms_base": 0.5, "ms_epsilon": 0.1,
+         "pos_margin": 0.0, "neg_margin": 0.5, "triplet_margin": 0.1, **flat}
+    if name == "proxy_anchor":
+        return losses.ProxyAnchorLoss(6, 16, margin=c["delta"], alpha=c["alpha"]), None
+    if name == "multi_similarity":
+        return (losses.MultiSimilarityLoss(alpha=c["ms_alpha"], beta=c["ms_beta"], base=c["ms_base"]),
+                miners.MultiSimilarityMiner(epsilon=c["ms_epsilon"]))
+    if name == "contrastive":
+        return (losses.ContrastiveLoss(pos_margin=c["pos_margin"], neg_margin=c["neg_margin"]),
+                miners.PairMarginMiner(pos_margin=c["pos_margin"], neg_margin=c["neg_margin"]))
+    return (losses.TripletMarginLoss(margin=c["triplet_margin"]),
+            miners.TripletMarginMiner(margin=c["triplet_margin"], type_of_triplets="semihard"))
+
+
+@pytest.mark.parametrize("name", list(NEW_FORM))
+def test_old_and_new_loss_blocks_give_the_same_loss(name, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    old = load_metric_config(_metric_yaml(tmp_path, {"name": name, **OLD_FORM[name]}, "old.yaml")).loss
+    warned = capsys.readouterr().err.strip().splitlines()
+    new = load_metric_config(_metric_yaml(tmp_path, {"name": name, **NEW_FORM[name]}, "new.yaml")).loss
+    assert capsys.readouterr().err == ""  # the new form: no warning
+    assert old == new and old.name == name
+    if name in ("multi_similarity", "triplet"):  # renamed keys: one line saying so
+        assert len(warned) == 1 and "deprecated flat loss keys" in warned[0] and "old.yaml" in warned[0]
+    before = _loss_value(SimpleNamespace(build=lambda n, d: _old_build_loss(name, OLD_FORM[name])))
+    assert _loss_value(old) == _loss_value(new) == before
+    assert old.parameter_lr_factor == (50.0 if name == "proxy_anchor" else 1.0)
+
+
+def test_a_run_folder_config_written_before_issue_27_loads_and_dumps_the_new_form(tmp_path, capsys):
+    import yaml
+
+    from fashionrec.config import dump_yaml
+
+    # what dump_yaml wrote into a run's config.yaml: every loss's flat keys, `alpha` Proxy-Anchor's
+    flat = {"name": "multi_similarity", "alpha": 32.0, "delta": 0.1, "proxy_lr_factor": 100.0, "ms_alpha": 2.5,
+            "ms_beta": 45.0, "ms_base": 0.5, "ms_epsilon": 0.1, "pos_margin": 0.0, "neg_margin": 0.5,
+            "triplet_margin": 0.1}
+    cfg = load_metric_config(_metric_yaml(tmp_path, flat))
+    assert (cfg.loss.name, cfg.loss.alpha, cfg.loss.beta) == ("multi_similarity", 2.5, 45.0)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    dumped = yaml.safe_load(dump_yaml(cfg))["loss"]
+    assert dumped == {"name": "multi_similarity", "alpha": 2.5, "beta": 45.0, "base": 0.5, "epsilon": 0.1}
+    (tmp_path / "again.yaml").write_text(dump_yaml(cfg))
+    assert load_metric_config(tmp_path / "again.yaml").loss == cfg.loss and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("loss, words", [
+    ({"name": "multi_similarity", "margin": 0.2},
+     "loss.margin: not a key of loss multi_similarity (it is triplet's); "
+     "multi_similarity's keys: alpha, beta, base, epsilon"),
+    ({"name": "triplet", "delta": 0.2}, "loss.delta: not a key of loss triplet (it is proxy_anchor's); "
+                                        "triplet's keys: margin"),
+    ({"name": "contrastive", "pos_margn": 0.2}, "loss.pos_margn: not a key of loss contrastive "
+                                                "(did you mean 'pos_margin'?); contrastive's keys: pos_margin, "
+                                                "neg_margin"),
+])
+def test_a_key_the_loss_does_not_have_is_one_line_naming_file_line_loss_and_its_keys(tmp_path, loss, words):
+    path = _metric_yaml(tmp_path, loss)
+    line = [i for i, row in enumerate(path.read_text().splitlines(), 1) if row.startswith(f"  {list(loss)[1]}:")][0]
+    result = CliRunner().invoke(main, ["metric", "-c", str(path)])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {path}:{line}: {words}", result.output
+
+
+def test_a_new_loss_is_one_module_registered_and_named_in_a_config(tmp_path, monkeypatch):
+    import importlib
+
+    import yaml
+
+    from fashionrec.config import dump_yaml, ranges_table
+    from fashionrec.metric.losses import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
+    package = tmp_path / "shop_losses"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "circle.py").write_text('''
+from dataclasses import dataclass
+from typing import Annotated
+
+from fashionrec.configtypes import Range
+from fashionrec.metric.losses import MetricLoss, register_loss
+
+
+@register_loss
+@dataclass
+class Circle(MetricLoss):
+    """Circle loss (Sun et al. 2020), no miner."""
+
+    name = "circle"
+    m: Annotated[float, Range(ge=0, le=1)] = 0.4
+    gamma: Annotated[float, Range(gt=0, le=1000)] = 80.0
+
+    def build(self, num_items, embedding_dim):
+        from pytorch_metric_learning import losses
+
+        return losses.CircleLoss(m=self.m, gamma=self.gamma), None
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("shop_losses.circle")
+    cfg = load_metric_config(_metric_yaml(tmp_path, {"name": "circle", "m": 0.25, "gamma": 64}))
+    assert (cfg.loss.name, cfg.loss.m, cfg.loss.gamma, cfg.run_name) == ("circle", 0.25, 64.0, "bninception-circle")
+    from pytorch_metric_learning import losses
+
+    assert isinstance(cfg.loss.build(6, 16)[0], losses.CircleLoss) and np.isfinite(_loss_value(cfg.loss))
+    assert yaml.safe_load(dump_yaml(cfg))["loss"] == {"name": "circle", "m": 0.25, "gamma": 64.0}
+    assert "| `loss.gamma` (circle) | metric | float | (0, 1000] |" in ranges_table()
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: loss.m: must be in \[0, 1\]; got 2$"):
+        load_metric_config(_metric_yaml(tmp_path, {"name": "circle", "m": 2}))
+    with pytest.raises(ConfigError, match=r"loss.margin: not a key of loss circle \(it is triplet's\); "
+                                          r"circle's keys: m, gamma$"):
+        load_metric_config(_metric_yaml(tmp_path, {"name": "circle", "margin": 0.1}))

@@ -23,41 +23,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from .configtypes import Choice, OneOf, Range, range_words
 from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
 from .errors import ConfigError
-from .knn import BACKENDS
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric config key may take, stated beside its field as
-    ``lr: Annotated[float, Range(gt=0, le=10)]`` (an item's range in a list, tuple or mapping:
-    ``dict[str, Annotated[float, Range(ge=0)]]``). The loader checks it (one line naming the file,
-    line and key) and the README's table of ranges is generated from it
-    (``python scripts/config_ranges.py``)."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def __contains__(self, value) -> bool:
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
-
-    def __str__(self) -> str:
-        lo, hi = (self.ge, "[") if self.gt is None else (self.gt, "(")
-        top, end = (self.le, "]") if self.lt is None else (self.lt, ")")
-        if top is None:
-            return f"{'>=' if hi == '[' else '>'} {_num(lo)}" if lo is not None else "any"
-        if lo is None:
-            return f"{'<=' if end == ']' else '<'} {_num(top)}"
-        return f"{hi}{_num(lo)}, {_num(top)}{end}"
-
-
-def _num(x) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
+from .knn import backend_choices
 
 SEED = Range(ge=0, le=2**32 - 1)  # numpy's seeds
 WORKERS = Range(ge=0, le=256)
@@ -155,9 +124,7 @@ def _check_number(name: str, value, allowed: Range, kind: type = float):
     return kind(value)
 
 
-def _range_words(allowed: Range) -> str:
-    words = str(allowed)
-    return words if words[0] in "<>" else f"in {words}"
+_range_words = range_words
 
 
 def check_ranges(cfg) -> None:
@@ -173,7 +140,11 @@ def check_ranges(cfg) -> None:
 def _ranged_values(name: str, value, tp):
     """(key, value, Range, int or float) for each number ``value`` holds under the annotation ``tp``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
+    if origin is Annotated and _one_of(tp) and dataclasses.is_dataclass(value):  # a chosen block: its own fields
+        hints = typing.get_type_hints(type(value), include_extras=True)
+        for f in dataclasses.fields(value):
+            yield from _ranged_values(f"{name}.{f.name}", getattr(value, f.name), hints[f.name])
+    elif origin is Annotated:
         ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
         if ranges and value is not None:
             yield name, value, ranges[0], args[0]
@@ -203,7 +174,11 @@ def numeric_keys(cls, prefix: str = ""):
 
 def _numeric(key: str, tp, optional: bool = False):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated and args[0] in (int, float):
+    if origin is Annotated and _one_of(tp):  # each choice's keys, the choice named after the key
+        for name, cls in _one_of(tp).lookup().items():
+            for sub, type_, allowed in numeric_keys(cls, key + "."):
+                yield f"{sub} ({name})", type_, allowed
+    elif origin is Annotated and args[0] in (int, float):
         ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
         yield key, args[0].__name__ + (" or null" if optional else ""), ranges[0] if ranges else None
     elif origin is Annotated:
@@ -243,8 +218,8 @@ def ranges_table() -> str:
         for key, kind_of_number, allowed in numeric_keys(cls):
             rows.setdefault((key, kind_of_number, str(allowed)), []).append(kind)
     lines = ["| key | config | type | allowed |", "|---|---|---|---|"]
-    lines += [f"| `{key}` | {', '.join(kinds)} | {type_} | {allowed} |"
-              for (key, type_, allowed), kinds in sorted(rows.items())]
+    lines += [f"| `{key.partition(' ')[0]}`{' ' * bool(key.partition(' ')[2])}{key.partition(' ')[2]} | "
+              f"{', '.join(kinds)} | {type_} | {allowed} |" for (key, type_, allowed), kinds in sorted(rows.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -374,7 +349,9 @@ class IndexConfig:
     # run directories (or {run: PATH, weight: 2.0}), in concatenation order (category, then texture)
     extractors: list[str | ExtractorConfig]
     output: str = "index"
-    backend: Literal[BACKENDS] = "balltree"
+    # a name (its parameters' defaults) or {name: faiss-ivf, nlist: 1024, nprobe: 16}: each backend's own keys
+    backend: Annotated[Choice, OneOf("backend", backend_choices)] = field(
+        default_factory=lambda: backend_choices()["balltree"]())
     l2_normalize: bool = False  # normalise each extractor's block before concatenating (before its weight)
     batch_size: Annotated[int, BATCH] = 32
     workers: Annotated[int, WORKERS] = 1
@@ -401,8 +378,15 @@ class IndexConfig:
 # ----------------------------------------------------------------------------- loading
 
 
+def _one_of(tp) -> OneOf | None:
+    """The :class:`OneOf` of an ``Annotated`` annotation, if it has one."""
+    return next((a for a in getattr(tp, "__metadata__", ()) if isinstance(a, OneOf)), None)
+
+
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated and _one_of(tp):
+        return f"a {_one_of(tp).what} name or {{name: ..., its keys}}"
     if origin is Annotated:
         return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
@@ -448,9 +432,11 @@ class _Source:
 
     def __init__(self, name: str, lines: dict | None = None, texts: dict | None = None):
         self.name, self.lines, self.texts = name, lines or {}, texts or {}
+        self.written: dict[str, str] = {}  # a key renamed while loading (an older spelling) -> as written
 
     def at(self, key: str) -> str:
         """``file:line: key``: the key's line, else the line of the nearest section holding it."""
+        key = self.written.get(key, key)
         probe, line = key, None
         while probe:
             if probe in self.lines:
@@ -477,6 +463,8 @@ def _range_error(src: _Source, key: str, value, allowed: Range) -> ConfigError:
 def _coerce(value, tp, where_key: str, src: _Source):
     """Check ``value`` against the annotation ``tp``; return the (converted) value."""
     origin = typing.get_origin(tp)
+    if origin is Annotated and _one_of(tp):
+        return _choose(value, _one_of(tp), where_key, src)
     if origin is Annotated:
         inner = typing.get_args(tp)[0]
         coerced = _coerce(value, inner, where_key, src)
@@ -544,6 +532,37 @@ def _coerce(value, tp, where_key: str, src: _Source):
     if tp is Any:
         return value
     raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module, not the user's
+
+
+def _choose(value, one_of: OneOf, key: str, src: _Source):
+    """The :class:`Choice` dataclass a block names (``{name: ..., its keys}``, or a bare name), built from its
+    keys; a key it does not have is one line naming the choice and the keys it has (and who owns the key)."""
+    choices = one_of.lookup()
+    if isinstance(value, str) and one_of.bare:
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise _Mismatch
+    if "name" not in value:
+        raise ConfigError(f"{src.at(key + '.name')}: required key is missing (the {one_of.what}: "
+                          f"{' | '.join(map(repr, choices))})")
+    name = value["name"]
+    if not isinstance(name, str) or name not in choices:
+        raise ConfigError(f"{src.at(key + '.name')}: expected {' | '.join(map(repr, choices))}, got {_short(name)}")
+    if one_of.upgrade is not None:
+        value, written = one_of.upgrade(dict(value), src.at(key))
+        src.written.update({f"{key}.{new}": f"{key}.{old}" for new, old in written.items()})
+    cls = choices[name]
+    own = [f.name for f in dataclasses.fields(cls) if f.init]
+    for k in value:
+        if k == "name" or k in own:
+            continue
+        owners = [n for n, c in choices.items() if k in {f.name for f in dataclasses.fields(c)}]
+        near = difflib.get_close_matches(str(k), own, n=1)
+        hint = (f" (it is {' and '.join(owners)}'s)" if owners else
+                f" (did you mean '{near[0]}'?)" if near else "")
+        has = f"{name}'s keys: {', '.join(own)}" if own else f"{name} takes none"
+        raise ConfigError(f"{src.at(f'{key}.{_key_text(k)}')}: not a key of {one_of.what} {name}{hint}; {has}")
+    return _build(cls, {k: v for k, v in value.items() if k != "name"}, src, key + ".")
 
 
 BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
@@ -761,6 +780,9 @@ def to_dict(cfg) -> dict:
     """A dataclass config as plain YAML-able data (tuples become lists)."""
 
     def plain(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):  # a Choice: {name: ..., its fields}
+            head = {"name": v.name} if isinstance(v, Choice) else {}
+            return head | {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         if isinstance(v, list):
@@ -769,7 +791,7 @@ def to_dict(cfg) -> dict:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(dataclasses.asdict(cfg))
+    return plain(cfg)
 
 
 def dump_yaml(cfg) -> str:

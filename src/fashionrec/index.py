@@ -32,7 +32,7 @@ import csv
 import io
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -354,11 +354,10 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log,
     if old:
         columns = list(dict.fromkeys(list(old.items[0].keys()) + columns))
 
-    backend = old.meta["backend_params"]["backend"] if old else cfg.backend
     l2 = old.meta["l2_normalize"] if old else cfg.l2_normalize
     vectors = search_transform(features, extractor.blocks, l2, [e["weight"] for e in described])
-    if old is None:
-        knn = KNNIndex(backend=backend).fit(vectors, progress=progress)
+    if old is None:  # the backend named, with its own parameters (index.yaml's backend: {name: ..., ...})
+        knn = KNNIndex(backend=cfg.backend.name, **asdict(cfg.backend)).fit(vectors, progress=progress)
     elif old.knn.exact:
         knn = KNNIndex.from_params(old.meta["backend_params"], vectors)
     else:  # keep the trained IVF cells / HNSW graph; new items get the next ids

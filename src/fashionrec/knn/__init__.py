@@ -32,13 +32,21 @@ Nothing is pickled: :meth:`KNNIndex.save` writes the vectors as ``.npy`` (exact 
 structures are rebuilt at load) or faiss's own binary format (HNSW / IVF / IVF-PQ, so loading does
 not retrain), next to a JSON file with the parameters.
 
+Each backend owns its parameters (its ``Params`` dataclass, with their ranges): ``KNNIndex(backend,
+**params)`` takes any registered backend's (a parameter of another backend is kept and unused, as saved
+indexes record them all), and ``index.yaml`` reaches them as ``backend: {name: faiss-ivfpq, nlist: 1024,
+pq_m: 64, nprobe: 16}``, where a key the named backend lacks is an error (:func:`backend_choices`).
+
 A new backend is one module with a ``@register``-ed :class:`~fashionrec.knn.base.Backend`
-subclass, imported below. Importing this package imports neither scikit-learn nor faiss: each
+subclass, imported below (or before it is used). Importing this package imports neither scikit-learn nor faiss: each
 backend imports its library when it is first used.
 """
 
+from dataclasses import dataclass
+
+from ..configtypes import Choice
 from . import balltree, brute, faiss_flat, faiss_hnsw, faiss_ivf, faiss_ivfpq  # noqa: F401  (each registers its backend)
-from .base import TransformedRows, backend_names
+from .base import TransformedRows, backend_class, backend_names
 from .index import AUTO_EXACT_MAX_BYTES, KNN_FORMAT, KNNIndex
 
 BACKENDS = ("auto",) + backend_names()
@@ -46,5 +54,20 @@ EXACT_BACKENDS = backend_names(exact_only=True)
 # re-rank from vectors they do not hold: an index directory memory-maps features.npy for them
 EXTERNAL_VECTOR_BACKENDS = backend_names(external_only=True)
 
+
+
+@dataclass
+class AutoParams(Choice):
+    """``auto`` takes no parameters: it picks ``brute`` or ``faiss-ivf`` at their defaults (name one to set its)."""
+
+    name = "auto"
+
+
+def backend_choices() -> dict:
+    """``auto`` and each registered backend's name -> its parameters' dataclass (``index.yaml``'s ``backend``
+    block: ``name`` and that dataclass's keys)."""
+    return {"auto": AutoParams} | {name: backend_class(name).Params for name in backend_names()}
+
+
 __all__ = ["AUTO_EXACT_MAX_BYTES", "BACKENDS", "EXACT_BACKENDS", "EXTERNAL_VECTOR_BACKENDS", "KNN_FORMAT", "KNNIndex",
-           "TransformedRows"]
+           "TransformedRows", "backend_choices"]

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import numpy as np
 
+from ..configtypes import Choice, Range
 from .base import Backend, register, squared_norms
+
+
+@dataclass
+class BallTreeParams(Choice):
+    leaf_size: Annotated[int, Range(ge=1)] = 40  # points per leaf of the tree
 
 
 @register
@@ -20,7 +29,7 @@ class BallTreeBackend(Backend):
     name = "balltree"
     exact = True
     rounding = 1e-9  # BallTree computes in float64
-    params = ("leaf_size",)
+    Params = BallTreeParams
 
     def fit(self, X):
         self.X = X

@@ -12,22 +12,32 @@ A backend with ``external_vectors`` (``faiss-ivfpq``) holds only a compressed st
 reference to the caller's vectors, which may be a memory-mapped ``.npy`` or
 :class:`TransformedRows` over one: it reads only the rows it re-ranks, never the whole array.
 
+Each backend owns its parameters: a small dataclass, its ``Params`` (fields with their defaults and
+:class:`~fashionrec.configtypes.Range`), which ``index.yaml``'s ``backend: {name: ..., <its keys>}``
+fills and the façade's keywords reach. A parameter several backends share (``nlist``, ``nprobe``) has
+one default and range in all of them.
+
 Adding a backend is one new module with a ``@register`` class, imported once in
-``fashionrec/knn/__init__.py``. A backend imports its library inside its methods, never at
-module level: listing the backends (``BACKENDS``) must not import scikit-learn or faiss.
+``fashionrec/knn/__init__.py`` (or anywhere before it is used). A backend imports its library inside
+its methods, never at module level: listing the backends (``BACKENDS``) must not import scikit-learn or faiss.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import numbers
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 
 from ..artifacts import atomic_path, load_npy, save_npy
+from ..configtypes import Choice, Range, range_words
 from ..errors import UserError
 
 VECTORS_FILE = "vectors.npy"
@@ -37,12 +47,52 @@ _NORM_BLOCK_BYTES = 1 << 20  # float64 rows per block of squared_norms
 _REGISTRY: dict[str, type[Backend]] = {}
 
 
+@dataclass
+class NoParams(Choice):
+    """A backend without parameters of its own."""
+
+
 def register(cls: type[Backend]) -> type[Backend]:
-    """Class decorator: make ``cls`` available to :class:`KNNIndex` under ``cls.name``."""
+    """Class decorator: make ``cls`` available to :class:`KNNIndex` under ``cls.name``, with its ``Params``
+    (a dataclass; a backend without one gets its own empty one) named after it for the configs."""
     if not cls.name or cls.name == "auto" or cls.name in _REGISTRY:
         raise ValueError(f"backend name {cls.name!r} is empty, reserved or already registered")
+    params = cls.__dict__.get("Params")
+    if params is None or params.__dict__.get("name", cls.name) != cls.name:  # inherited or shared: its own
+        params = dataclasses.make_dataclass(f"{cls.__name__}Params", [], bases=(params or cls.Params,))
+        params.__module__ = cls.__module__
+    if not (isinstance(params, type) and issubclass(params, Choice) and dataclasses.is_dataclass(params)):
+        raise ValueError(f"backend {cls.name}: Params must be a dataclass subclassing fashionrec.configtypes.Choice")
+    shared, hints = param_fields(), typing.get_type_hints(params, include_extras=True)
+    for f in dataclasses.fields(params):
+        if f.name in shared and (param_default(shared[f.name][1]), shared[f.name][2]) != (param_default(f),
+                                                                                          hints[f.name]):
+            raise ValueError(f"backend {cls.name}: parameter {f.name} has another default or type than "
+                             f"{shared[f.name][0]}'s")
+        if f.name in ("backend", "threads"):
+            raise ValueError(f"backend {cls.name}: parameter name {f.name!r} is the façade's")
+    params.name = cls.name
+    cls.Params = params
+    cls.params = tuple(f.name for f in dataclasses.fields(params))
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def param_fields() -> dict[str, tuple[str, dataclasses.Field, object]]:
+    """Every registered backend's parameters, in registration order: name -> (the first backend with it, its
+    dataclass field, its annotation). The keywords :class:`~fashionrec.knn.KNNIndex` takes."""
+    out: dict[str, tuple[str, dataclasses.Field, object]] = {}
+    for backend in _REGISTRY.values():
+        hints = typing.get_type_hints(backend.Params, include_extras=True)
+        for f in dataclasses.fields(backend.Params):
+            out.setdefault(f.name, (backend.name, f, hints[f.name]))
+    return out
+
+
+def param_default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 
 
 def backend_names(exact_only: bool = False, external_only: bool = False) -> tuple[str, ...]:
@@ -67,6 +117,31 @@ def check_int(name, value, minimum, allow_none=False, maximum=None):
         extra = " or None" if allow_none else ""
         raise ValueError(f"{name} must be an integer {bounds}{extra}; got {value!r}")
     return int(value)
+
+
+def check_param(name, value, tp):
+    """``value`` checked against a backend parameter's annotation (``int``, ``float`` or ``bool``, optionally
+    ``| None``, with its :class:`Range`): a ValueError naming ``name`` and what it must be."""
+    optional = False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional, tp = len(args) < len(typing.get_args(tp)), args[0]
+    if value is None and optional:
+        return None
+    allowed = next((a for a in getattr(tp, "__metadata__", ()) if isinstance(a, Range)), Range())
+    kind = typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
+    if kind is bool:
+        return check_bool(name, value)
+    words = "" if str(allowed) == "any" else " " + range_words(allowed)
+    extra = " or None" if optional else ""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in allowed:
+            raise ValueError(f"{name} must be an integer{words}{extra}; got {value!r}")
+        return int(value)
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value not in allowed):
+        raise ValueError(f"{name} must be a finite number{words}{extra}; got {value!r}")
+    return float(value)
 
 
 def check_bool(name, value):
@@ -205,7 +280,8 @@ class Backend:
     # fraction of |q|^2 + max |x|^2 (see ``slack``). The façade re-ranks candidates by direct
     # float64 distances and widens the candidate list until no item left out can be as close.
     rounding: ClassVar[float] = 0.0
-    params: ClassVar[tuple[str, ...]] = ()  # the KNNIndex parameters the constructor takes
+    Params: ClassVar[type] = NoParams  # its parameters: a dataclass (fields with defaults and Ranges)
+    params: ClassVar[tuple[str, ...]] = ()  # their names (set by ``register``): what the constructor takes
     # the ones that may change after ``fit`` (they only steer ``search``)
     search_params: ClassVar[tuple[str, ...]] = ()
     data_file: ClassVar[str] = VECTORS_FILE  # what ``save`` writes (``knn.json``'s "data")

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
+from ..configtypes import Choice, Range
 from ._faiss import SavedFaissBackend, import_faiss
 from .base import register
+
+
+@dataclass
+class HNSWParams(Choice):
+    hnsw_m: Annotated[int, Range(ge=2)] = 32  # the graph's degree (M)
+    ef_search: Annotated[int, Range(ge=1)] = 128  # search breadth (raised to k when smaller)
+    ef_construction: Annotated[int, Range(ge=1)] = 200  # build breadth
 
 
 @register
@@ -18,7 +28,7 @@ class FaissHNSWBackend(SavedFaissBackend):
     """
 
     name = "faiss-hnsw"
-    params = ("hnsw_m", "ef_search", "ef_construction")
+    Params = HNSWParams
     search_params = ("ef_search",)
     faiss_class = "IndexHNSWFlat"
 

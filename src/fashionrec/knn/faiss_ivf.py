@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
+from ..configtypes import Choice, Range
 from ._faiss import FilteredIVF, SavedFaissBackend, import_faiss
 from .base import CHUNK_ROWS, register, squared_norms
 
 _BLOCK_BYTES = 256 << 20  # the (rows x cells) float32 block of the cell assignment
+
+
+@dataclass
+class IVFParams(Choice):
+    # k-means cells; None: sqrt(n), at most n // 39 (faiss's minimum points per cell)
+    nlist: Annotated[int, Range(ge=1)] | None = None
+    nprobe: Annotated[int, Range(ge=1)] = 16  # cells scanned per query
 
 
 @register
@@ -25,7 +35,7 @@ class FaissIVFBackend(FilteredIVF, SavedFaissBackend):
     """
 
     name = "faiss-ivf"
-    params = ("nlist", "nprobe")
+    Params = IVFParams
     search_params = ("nprobe",)
     faiss_class = "IndexIVFFlat"
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..configtypes import Choice, Range
 from ..errors import UserError
 from ._faiss import FAISS_FILE, FilteredIVF, import_faiss, limit_faiss_threads, nearest_centroids
 from .base import CHUNK_ROWS, Backend, as_matrix, read_rows, register
@@ -40,6 +43,18 @@ def default_pq_m(dim: int) -> int:
     return max(m for m in range(1, min(dim, DEFAULT_CODE_BYTES) + 1) if dim % m == 0)
 
 
+@dataclass
+class IVFPQParams(Choice):
+    nlist: Annotated[int, Range(ge=1)] | None = None  # k-means cells; None: sqrt(n), at most n // 39
+    nprobe: Annotated[int, Range(ge=1)] = 16  # cells scanned per query
+    # bytes per code (sub-vectors; must divide the dimension); None: its largest divisor up to 64
+    pq_m: Annotated[int, Range(ge=1)] | None = None
+    pq_bits: Annotated[int, Range(ge=1, le=16)] = 8  # bits per sub-vector code (lowered for tiny catalogs)
+    opq: bool = False  # rotate the vectors (OPQ, trained) before quantising them
+    train_size: Annotated[int, Range(ge=1)] = 65536  # rows sampled to train the cells and codebooks
+    rerank_factor: Annotated[int, Range(ge=1)] = 100  # rerank_factor * k candidates re-ranked exactly
+
+
 @register
 class FaissIVFPQBackend(FilteredIVF, Backend):
     """IVF cells + product-quantised codes; the vectors stay with the caller (``external_vectors``).
@@ -53,7 +68,7 @@ class FaissIVFPQBackend(FilteredIVF, Backend):
     """
 
     name = "faiss-ivfpq"
-    params = ("nlist", "nprobe", "pq_m", "pq_bits", "opq", "train_size", "rerank_factor")
+    Params = IVFPQParams
     search_params = ("nprobe", "rerank_factor")
     data_file = FAISS_FILE
     external_vectors = True

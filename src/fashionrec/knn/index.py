@@ -1,6 +1,7 @@
 """:class:`KNNIndex`: the façade in front of the backends (see the package's docstring).
 
-It owns what every backend shares: parameter checks, the ``auto`` rule, exact re-ranking and
+It owns what every backend shares: the parameters' checks (each backend states its own in its ``Params``
+dataclass; the façade takes the union of them as keywords), the ``auto`` rule, exact re-ranking and
 ties, ``exclude``, filters (``allowed``; the rule is :mod:`fashionrec.knn.filtered`'s), thread
 limits and the saved description (``knn.json``). Backends
 (:mod:`fashionrec.knn.base`) only propose candidates and hold the vectors.
@@ -16,7 +17,18 @@ import numpy as np
 
 from ..artifacts import ArtifactKind, atomic_dir, load_array, read_json, write_json
 from ..errors import UserError
-from .base import VECTORS_FILE, as_matrix, as_rows, backend_class, backend_names, check_bool, check_int, save_rows
+from .base import (
+    VECTORS_FILE,
+    as_matrix,
+    as_rows,
+    backend_class,
+    backend_names,
+    check_int,
+    check_param,
+    param_default,
+    param_fields,
+    save_rows,
+)
 from .filtered import SubsetScan, check_allowed
 
 # `auto` rule, from scripts/bench_knn.py (benchmarks/RESULTS.md) on 2 cores (AMD EPYC, 23-33 GB/s
@@ -53,19 +65,11 @@ class KNNIndex:
     backend : one of ``BACKENDS``. ``"auto"`` picks ``"brute"`` (exact) while the vectors take at
         most ``AUTO_EXACT_MAX_BYTES`` (1 GiB: 131k items at 2048-d, ~40 ms per query on 2 cores)
         and ``"faiss-ivf"`` beyond; see the comment at that constant for the measurements.
-    leaf_size : BallTree leaf size.
-    hnsw_m : HNSW graph degree (``M``).
-    ef_search : HNSW search breadth (raised to k when smaller).
-    ef_construction : HNSW build breadth.
-    nlist : IVF cells (faiss-ivf, faiss-ivfpq); None: ``sqrt(n)``, at most ``n // 39`` (faiss's
-        minimum points per cell).
-    nprobe : IVF cells scanned per query.
-    pq_m : faiss-ivfpq: bytes per code (sub-vectors; must divide the dimension); None: the largest
-        divisor of the dimension up to 64.
-    pq_bits : faiss-ivfpq: bits per sub-vector code (1-16; lowered for tiny catalogs).
-    opq : faiss-ivfpq: rotate the vectors (OPQ, trained) before quantising them.
-    train_size : faiss-ivfpq: rows sampled to train the cells and codebooks.
-    rerank_factor : faiss-ivfpq: ``rerank_factor * k`` candidates re-ranked by exact distance.
+    **params : the backends' own parameters, each stated (default, range, meaning) in its backend's
+        ``Params`` dataclass: ``leaf_size`` (balltree); ``hnsw_m``, ``ef_search``, ``ef_construction``
+        (faiss-hnsw); ``nlist``, ``nprobe`` (faiss-ivf, faiss-ivfpq); ``pq_m``, ``pq_bits``, ``opq``,
+        ``train_size``, ``rerank_factor`` (faiss-ivfpq); and any registered backend's. A parameter of
+        a backend other than the one used is kept (and recorded by ``get_params``) but unused.
     threads : threads for faiss and BLAS while this index works; None: the libraries' defaults.
         (BallTree queries are single-threaded.)
 
@@ -76,32 +80,26 @@ class KNNIndex:
     row, to encode it and to re-rank.
     """
 
-    def __init__(self, backend="auto", *, leaf_size=40, hnsw_m=32, ef_search=128, ef_construction=200,
-                 nlist=None, nprobe=16, pq_m=None, pq_bits=8, opq=False, train_size=65536, rerank_factor=100,
-                 threads=None):
+    def __init__(self, backend="auto", *, threads=None, **params):
         names = ("auto",) + backend_names()
         if backend not in names:
             raise ValueError(f"backend must be one of {', '.join(map(repr, names))}; got {backend!r}")
         self.backend = backend
-        for name, value in (("leaf_size", leaf_size), ("hnsw_m", hnsw_m), ("ef_search", ef_search),
-                            ("ef_construction", ef_construction), ("nlist", nlist), ("nprobe", nprobe),
-                            ("pq_m", pq_m), ("pq_bits", pq_bits), ("opq", opq), ("train_size", train_size),
-                            ("rerank_factor", rerank_factor), ("threads", threads)):
-            setattr(self, name, self._checked(name, value))
+        known = param_fields()
+        unknown = [name for name in params if name not in known]
+        if unknown:
+            raise TypeError(f"KNNIndex got an unexpected keyword argument {unknown[0]!r}; the backends' parameters: "
+                            f"{', '.join(known)}")
+        for name, (_, f, _) in known.items():
+            setattr(self, name, self._checked(name, params.get(name, param_default(f))))
+        self.threads = self._checked("threads", threads)
         self._reset()
 
-    # name -> (minimum, None allowed, maximum); opq is the one boolean
-    _INT_PARAMS = {"leaf_size": (1, False, None), "hnsw_m": (2, False, None), "ef_search": (1, False, None),
-                   "ef_construction": (1, False, None), "nlist": (1, True, None), "nprobe": (1, False, None),
-                   "pq_m": (1, True, None), "pq_bits": (1, False, 16), "train_size": (1, False, None),
-                   "rerank_factor": (1, False, None), "threads": (1, True, None)}
-
-    @classmethod
-    def _checked(cls, name, value):
-        if name == "opq":
-            return check_bool(name, value)
-        minimum, allow_none, maximum = cls._INT_PARAMS[name]
-        return check_int(name, value, minimum, allow_none=allow_none, maximum=maximum)
+    @staticmethod
+    def _checked(name, value):
+        if name == "threads":
+            return check_int(name, value, 1, allow_none=True)
+        return check_param(name, value, param_fields()[name][2])
 
     def _reset(self):
         self.backend_ = None  # the backend in use once fitted ("auto" resolved)
@@ -111,8 +109,10 @@ class KNNIndex:
 
     # ------------------------------------------------------------------ parameters
 
-    _PARAM_NAMES = ("backend", "leaf_size", "hnsw_m", "ef_search", "ef_construction", "nlist", "nprobe", "pq_m",
-                    "pq_bits", "opq", "train_size", "rerank_factor", "threads")
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        """``backend``, every registered backend's parameters, ``threads``."""
+        return ("backend", *param_fields(), "threads")
 
     def get_params(self) -> dict:
         """The constructor parameters, JSON-serialisable.
@@ -120,7 +120,7 @@ class KNNIndex:
         Once fitted, ``backend`` is the resolved one (never ``"auto"``) and ``nlist`` the number of
         IVF cells built, so ``from_params(get_params(), X)`` rebuilds the same structure.
         """
-        params = {name: getattr(self, name) for name in self._PARAM_NAMES}
+        params = {name: self._param(name) for name in self._param_names()}
         if self.backend_ is not None:
             params["backend"] = self.backend_
             params.update(self._backend.fitted_params())
@@ -129,9 +129,10 @@ class KNNIndex:
     def set_params(self, **params) -> KNNIndex:
         """Change parameters, checked as by the constructor. Once fitted, only ``threads`` and the
         backend's search-time ones (``nprobe``, ``ef_search``, ``rerank_factor``) may change."""
+        known = self._param_names()
         for name, value in params.items():
-            if name not in self._PARAM_NAMES or name == "backend":
-                raise ValueError(f"set_params: unknown parameter {name!r}; known: {', '.join(self._PARAM_NAMES[1:])}")
+            if name not in known or name == "backend":
+                raise ValueError(f"set_params: unknown parameter {name!r}; known: {', '.join(known[1:])}")
             value = self._checked(name, value)
             if self.is_fitted and name != "threads":
                 backend_type = type(self._backend)
@@ -151,10 +152,11 @@ class KNNIndex:
 
     @classmethod
     def _from_dict(cls, params: dict) -> KNNIndex:
-        unknown = sorted(set(params) - set(cls._PARAM_NAMES))
+        known = cls._param_names()
+        unknown = sorted(set(params) - set(known))
         if unknown:
             raise ValueError(f"params has unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(cls._PARAM_NAMES)}")
+                             f"known: {', '.join(known)}")
         return cls(**params)
 
     def __repr__(self):
@@ -211,8 +213,12 @@ class KNNIndex:
             return self.backend
         return "brute" if n * d * 4 <= AUTO_EXACT_MAX_BYTES else "faiss-ivf"
 
+    def _param(self, name):
+        """A parameter's value: a backend registered after this index was made has its defaults."""
+        return getattr(self, name) if hasattr(self, name) else param_default(param_fields()[name][1])
+
     def _backend_params(self, backend_type) -> dict:
-        return {p: getattr(self, p) for p in backend_type.params}
+        return {p: self._param(p) for p in backend_type.params}
 
     def fit(self, X, progress: bool = False) -> KNNIndex:
         """Index the rows of ``X`` (n, dim); row i gets id i. ``progress``: a bar for long builds."""

@@ -7,6 +7,7 @@ photos grouped by item (DeepFashion In-shop or a shop's CSV), stopping early on 
 Recall@1. Torch engine only.
 
 * ``config.py`` -- the stage's YAML (:class:`MetricConfig`);
+* ``losses/`` -- the losses, one registered module each (its parameters and its builder);
 * ``sampler.py`` -- class-balanced batches from (seed, epoch);
 * ``model.py`` -- the embedding network and its trainer (torch);
 * ``train.py`` -- the stage;

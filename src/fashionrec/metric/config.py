@@ -28,11 +28,15 @@ from ..config import (
     load_config,
     read_yaml,
 )
+from ..configtypes import OneOf
 from ..engines.registry import ARCH_NAMES, ENGINE_NAMES, TRAINING_PRECISION_NAMES
 from ..errors import ConfigError
+from .losses import MetricLoss, loss_choices, loss_names, upgrade_flat_keys
 from .sampler import check_batch
 
-LOSSES = ("proxy_anchor", "multi_similarity", "contrastive", "triplet")
+LOSSES = loss_names()  # the losses registered by fashionrec.metric.losses (one module each)
+# ``loss: {name: multi_similarity, alpha: 2, ...}``: the named loss's own keys (its dataclass's fields)
+LossConfig = Annotated[MetricLoss, OneOf("loss", loss_choices, upgrade=upgrade_flat_keys)]
 
 
 @dataclass
@@ -58,33 +62,6 @@ class EmbeddingModelConfig:
     arch: Literal[ARCH_NAMES]
     input_size: Annotated[int, INPUT_SIZE] = 224
     embedding_dim: Annotated[int, Range(ge=1, le=65536)] = 512
-
-
-@dataclass
-class LossConfig:
-    """The loss, with each one's own parameters (only the chosen loss's are read).
-
-    * ``proxy_anchor`` (Kim et al. 2020): ``alpha``, ``delta`` (the margin), ``proxy_lr_factor``
-      (the proxies' lr as a multiple of ``train.lr``);
-    * ``multi_similarity`` (Wang et al. 2019): ``ms_alpha``, ``ms_beta``, ``ms_base`` (lambda),
-      and the miner's ``ms_epsilon``;
-    * ``contrastive`` (Hadsell et al. 2006, the paper's "Siamese" pairs): ``pos_margin``,
-      ``neg_margin`` on the L2 distance, pairs mined by the same margins;
-    * ``triplet``: ``triplet_margin``, semi-hard triplets mined in the batch.
-    """
-
-    name: Literal[LOSSES]
-    # similarities are cosines of unit embeddings (in [-1, 1]), distances L2 between them (in [0, 2])
-    alpha: Annotated[float, Range(gt=0, le=1000)] = 32.0
-    delta: Annotated[float, Range(ge=0, le=1)] = 0.1
-    proxy_lr_factor: Annotated[float, Range(gt=0, le=10_000)] = 100.0
-    ms_alpha: Annotated[float, Range(gt=0, le=1000)] = 2.0
-    ms_beta: Annotated[float, Range(gt=0, le=1000)] = 50.0
-    ms_base: Annotated[float, Range(ge=-1, le=1)] = 0.5
-    ms_epsilon: Annotated[float, Range(ge=0, le=2)] = 0.1
-    pos_margin: Annotated[float, Range(ge=0, le=2)] = 0.0
-    neg_margin: Annotated[float, Range(ge=0, le=2)] = 0.5
-    triplet_margin: Annotated[float, Range(ge=0, le=2)] = 0.1
 
 
 @dataclass

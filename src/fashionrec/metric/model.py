@@ -71,21 +71,8 @@ class EmbeddingNet(nn.Module):
 
 
 def build_loss(cfg, num_items: int, embedding_dim: int):
-    """(loss module, miner or None) of a :class:`~fashionrec.metric.config.LossConfig`."""
-    from pytorch_metric_learning import losses, miners
-
-    if cfg.name == "proxy_anchor":
-        return losses.ProxyAnchorLoss(num_items, embedding_dim, margin=cfg.delta, alpha=cfg.alpha), None
-    if cfg.name == "multi_similarity":
-        return (losses.MultiSimilarityLoss(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base),
-                miners.MultiSimilarityMiner(epsilon=cfg.ms_epsilon))
-    if cfg.name == "contrastive":
-        return (losses.ContrastiveLoss(pos_margin=cfg.pos_margin, neg_margin=cfg.neg_margin),
-                miners.PairMarginMiner(pos_margin=cfg.pos_margin, neg_margin=cfg.neg_margin))
-    if cfg.name == "triplet":
-        return (losses.TripletMarginLoss(margin=cfg.triplet_margin),
-                miners.TripletMarginMiner(margin=cfg.triplet_margin, type_of_triplets="semihard"))
-    raise ValueError(f"loss.name: unknown loss {cfg.name!r}")
+    """(loss module, miner or None) of the config's loss (a :class:`~fashionrec.metric.losses.MetricLoss`)."""
+    return cfg.build(num_items, embedding_dim)
 
 
 class Embedder(TorchClassifier):
@@ -144,7 +131,7 @@ class Embedder(TorchClassifier):
                   {"params": list(self.model.embedding.parameters()), "lr": lr}]
         loss_params = list(self.loss_fn.parameters())
         if loss_params:  # Proxy-Anchor's proxies
-            groups.append({"params": loss_params, "lr": lr * loss_cfg.proxy_lr_factor})
+            groups.append({"params": loss_params, "lr": lr * loss_cfg.parameter_lr_factor})
         self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train_cfg.weight_decay)
         self._base_lrs = [g["lr"] for g in groups]
 
