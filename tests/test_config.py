@@ -185,7 +185,7 @@ def _error(cls, path, overrides=()) -> str:
     with pytest.raises(ConfigError) as e:
         load_metric_config(path, overrides) if cls is MetricConfig else load_config(cls, path, overrides)
     message = str(e.value)
-    assert "\n" not in message and len(message) < 400, message
+    assert "\n" not in message and len(message) < 500, message  # a path, the key, the known keys (20 in train)
     return message
 
 
@@ -257,7 +257,8 @@ def test_index_numbers_outside_their_range(tmp_path):
 
 
 def test_every_number_of_every_config_has_a_range_and_code_built_configs_are_checked_too():
-    from fashionrec.config import TrainConfig, config_kinds, numeric_keys
+    from fashionrec.config import TrainConfig, numeric_keys
+    from fashionrec.config_ranges import config_kinds
 
     missing = [f"{kind}: {key}" for kind, cls in config_kinds() for key, _, allowed in numeric_keys(cls)
                if allowed is None]
@@ -272,7 +273,7 @@ def test_the_readme_table_of_ranges_is_the_one_the_fields_give():
     spec = importlib.util.spec_from_file_location("config_ranges", CONFIGS.parent / "scripts/config_ranges.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    from fashionrec.config import ranges_table
+    from fashionrec.config_ranges import ranges_table
 
     readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
     assert script.readme_table(readme) == ranges_table(), "run: python scripts/config_ranges.py --write"

@@ -593,7 +593,7 @@ def test_a_new_backend_is_one_module_with_its_parameters_reached_from_an_index_c
     from click.testing import CliRunner
 
     from fashionrec.cli import main
-    from fashionrec.config import ranges_table
+    from fashionrec.config_ranges import ranges_table
     from fashionrec.index import CatalogIndex
     from fashionrec.knn import base
 

@@ -454,7 +454,8 @@ def test_a_new_loss_is_one_module_registered_and_named_in_a_config(tmp_path, mon
 
     import yaml
 
-    from fashionrec.config import dump_yaml, ranges_table
+    from fashionrec.config import dump_yaml
+    from fashionrec.config_ranges import ranges_table
     from fashionrec.metric.losses import base
 
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test

@@ -394,3 +394,21 @@ def attribute_types(meta: dict, items: list[dict]) -> dict[str, str]:
         return dict(meta["attributes"])
     columns = [c for c in meta.get("label_columns", []) if is_attribute(c)]
     return {c: guess_type([it.get(c) or "" for it in items]) for c in columns}
+
+
+CATALOG_PREFIX = "catalog_"  # a catalog column named like one the toolkit writes (id, pred_*) is kept under this
+
+
+def keep_catalog_columns(source, known: dict[str, list[str]], log=print) -> dict[str, list[str]]:
+    """The catalog's columns with those named like items.csv's own (``id``: the item's row; ``pred_*``: the
+    predicted labels) kept as ``catalog_<name>``, never overwritten: a shop's SKU ``id`` column stays the link to
+    its product. A clash with a column the catalog also has is one error naming both, before any work."""
+    renamed = {c: f"{CATALOG_PREFIX}{c}" for c in known if c == "id" or c.startswith(PREDICTED_PREFIX)}
+    for c, new in renamed.items():
+        if new in known:
+            raise UserError(f"{source}:1: column '{c}' is a name fashionrec writes in items.csv, and its stand-in "
+                            f"'{new}' is taken by another column; rename one of them")
+    if renamed:
+        log(f"kept the catalog's column(s) {', '.join(renamed)} as {', '.join(renamed.values())} "
+            f"(items.csv's own {', '.join(renamed)} are the item's row and predictions)")
+    return {renamed.get(c, c): v for c, v in known.items()}

@@ -19,8 +19,7 @@ from .errors import TrainingInterrupted, UserError
 SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings (e.g. k larger than the catalog) in the toolkit's own words, without a source line."""
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # no source line
     click.echo(f"warning: {message}", err=True)
 
 
@@ -148,23 +147,28 @@ engine_option = click.option("--engine", type=click.Choice(ENGINE_NAMES), defaul
                              help="Override the config's engine.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Compute device: auto (CUDA when present), cpu or cuda; overrides the config.")
-resume_option = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch.")
-force_option = click.option("--force", is_flag=True,
-                            help="Replace a finished run of the same name (never a folder holding other files).")
 
 
-@main.command(context_settings=SETTINGS)
-@config_option
-@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Run to start from instead of random weights, e.g. an imported ImageNet checkpoint "
-                   "(fashionrec import-weights); overrides init: in the config.")
-@set_option
-@resume_option
-@force_option
-@engine_option
-@device_option
-@progress_option
-@friendly_errors
+def training_options(init_help: str):
+    """The option stack every training command shares (pretrain, finetune, metric), with its --init's help."""
+
+    def decorate(fn):
+        for option in reversed([
+            config_option,
+            click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+                         help=init_help),
+            set_option,
+            click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch."),
+            click.option("--force", is_flag=True, help="Replace a finished run of the same name once the new one has "
+                         "an epoch."), engine_option, device_option, progress_option]):
+            fn = option(fn)
+        return main.command(context_settings=SETTINGS)(friendly_errors(fn))
+
+    return decorate
+
+
+@training_options("Run to start from instead of random weights, e.g. an imported ImageNet checkpoint "
+                  "(fashionrec import-weights); overrides init: in the config.")
 def pretrain(config_path, init, overrides, resume, force, engine, device, progress):
     """Pretrain a classifier (e.g. on DeepFashion).
 
@@ -175,37 +179,19 @@ def pretrain(config_path, init, overrides, resume, force, engine, device, progre
     _train_command("pretrain", config_path, overrides, resume, init, engine, device, progress, force)
 
 
-@main.command(context_settings=SETTINGS)
-@config_option
-@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Pretrained run directory to start from (its head is replaced); overrides init: in the config.")
-@set_option
-@resume_option
-@force_option
-@engine_option
-@device_option
-@progress_option
-@friendly_errors
+@training_options("Pretrained run directory to start from (its head is replaced), e.g. an imported "
+                  "runs/imported/efficientnet_lite0; overrides init: in the config.")
 def finetune(config_path, init, overrides, resume, force, engine, device, progress):
-    """Fine-tune a pretrained classifier (e.g. on the Fashion dataset).
+    """Fine-tune a pretrained classifier (e.g. on the Fashion dataset, or your photos from ImageNet Lite0).
 
     Loads the run given by --init, replaces its head for the new class list and trains with the
-    paper's fine-tune settings and augmentation (configs/finetune/<task>.yaml).
+    paper's fine-tune settings and augmentation (configs/finetune/<task>.yaml), or the pretrained
+    recipe (configs/small-data/finetune-pretrained.yaml).
     """
     _train_command("finetune", config_path, overrides, resume, init, engine, device, progress, force)
 
 
-@main.command(context_settings=SETTINGS)
-@config_option
-@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Run to start from: a pretrain/finetune/converted run (its backbone) or a metric run.")
-@set_option
-@resume_option
-@force_option
-@engine_option
-@device_option
-@progress_option
-@friendly_errors
+@training_options("Run to start from: a pretrain/finetune/converted/imported run (its backbone) or a metric run.")
 def metric(config_path, init, overrides, resume, force, engine, device, progress):
     """Train an embedding for retrieval end to end (metric learning), e.g. on DeepFashion In-shop.
 
@@ -307,12 +293,12 @@ def index(config_path, catalog, extractors, out, overrides, append, types, updat
     """Build a k-NN index of a catalog from the fine-tuned extractors (or any run, an imported one too).
 
     `fashionrec index --catalog PHOTOS --extractor runs/imported/efficientnet_lite0` indexes a folder
-    of photos with ImageNet features and no config, no labels and no training.
-    Extracts both networks' pooled features (heads stripped), concatenates them and writes the
-    index directory: features.npy, items.csv, index.json. An existing index there is replaced;
-    a folder that is not an index (or holds files fashionrec did not write) is refused. The
-    catalog's other columns are typed attributes (number, boolean, text) for --where filters and
-    re-ranking; --update and --remove edit them and the item list without extracting.
+    of photos with ImageNet features and no config, no labels and no training. Extracts both
+    networks' pooled features (heads stripped), concatenates them and writes the index directory:
+    features.npy, items.csv, index.json. An existing index there is replaced; a folder that is not
+    an index (or holds files fashionrec did not write) is refused. The catalog's other columns are
+    typed attributes (number, boolean, text) for --where filters and re-ranking; --update and
+    --remove edit them and the item list without extracting.
     """
     from .attributes import parse_types_option
     from .config import IndexConfig, index_config_for, load_config
@@ -323,15 +309,10 @@ def index(config_path, catalog, extractors, out, overrides, append, types, updat
     if types and (update_csv or remove):
         raise click.UsageError("--types applies when building or appending; the index keeps its types")
     overrides = list(overrides) + ([f"device={device}"] if device else [])
-    if config_path is not None:
-        if catalog or extractors or out:
-            raise click.UsageError("--catalog, --extractor and --out replace -c CONFIG: give one or the other "
-                                   "(or --set catalog.root=... over the config)")
-        cfg = load_config(IndexConfig, config_path, overrides)
-    elif catalog and extractors:
-        cfg = index_config_for(catalog, extractors, out, overrides)
-    else:
-        raise click.UsageError("give -c CONFIG, or --catalog PHOTOS and --extractor RUN")
+    if (config_path is not None) == bool(catalog and extractors) or (config_path and (catalog or extractors or out)):
+        raise click.UsageError("give -c CONFIG (and --set over it), or --catalog PHOTOS and --extractor RUN")
+    cfg = (load_config(IndexConfig, config_path, overrides) if config_path
+           else index_config_for(catalog, extractors, out, overrides))
     if update_csv:
         out = update_index(cfg, update_csv, wait=wait, log=click.echo)
     elif remove:

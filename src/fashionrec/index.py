@@ -51,11 +51,11 @@ from .artifacts import (
     write_text,
 )
 from .attributes import (
-    PREDICTED_PREFIX,
     AttributeTable,
     attribute_types,
     bad_value,
     check_columns,
+    keep_catalog_columns,
     parses_as,
     read_types_sidecar,
     types_sidecar,
@@ -278,24 +278,6 @@ def _rerank_meta(cfg: IndexConfig, types: dict[str, str]) -> dict:
     """index.json's ``rerank``: the config's weights (columns checked), recorded at every write."""
     check_columns("index config rerank", cfg.rerank, types)
     return {"weights": {c: w for c, w in cfg.rerank.items() if w > 0}, "band": cfg.rerank_band}
-
-
-CATALOG_PREFIX = "catalog_"  # a catalog column named like one the toolkit writes (id, pred_*) is kept under this
-
-
-def keep_catalog_columns(source, known: dict[str, list[str]], log=print) -> dict[str, list[str]]:
-    """The catalog's columns with those named like items.csv's own (``id``: the item's row; ``pred_*``: the
-    predicted labels) kept as ``catalog_<name>``, never overwritten: a shop's SKU ``id`` column stays the link to
-    its product. A clash with a column the catalog also has is one error naming both, before any work."""
-    renamed = {c: f"{CATALOG_PREFIX}{c}" for c in known if c == "id" or c.startswith(PREDICTED_PREFIX)}
-    for c, new in renamed.items():
-        if new in known:
-            raise UserError(f"{source}:1: column '{c}' is a name fashionrec writes in items.csv, and its stand-in "
-                            f"'{new}' is taken by another column; rename one of them")
-    if renamed:
-        log(f"kept the catalog's column(s) {', '.join(renamed)} as {', '.join(renamed.values())} "
-            f"(items.csv's own {', '.join(renamed)} are the item's row and predictions)")
-    return {renamed.get(c, c): v for c, v in known.items()}
 
 
 def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log, types: dict[str, str]) -> Path:
