@@ -238,7 +238,7 @@ def test_zero_hsl_shift_is_exact():
     (dict(enabled="yes"), "enabled"),
 ])
 def test_validation_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=rf"^{field} "):
+    with pytest.raises(ValueError, match=rf"^{field}(\[\d\])? "):  # a pair's item is named by its index
         AugmentConfig(**kwargs)
 
 

@@ -211,25 +211,32 @@ def test_the_registry_imports_no_framework():
     code = ("import sys, fashionrec.engines.registry as r, fashionrec.cli, fashionrec.config; "
             "print(r.ENGINE_NAMES, r.ARCH_NAMES, [m for m in ('torch', 'mxnet') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["('torch',", "'mxnet')", "('alexnet',", "'bninception')", "[]"]
+    archs = ["'alexnet',", "'bninception',", *(f"'efficientnet_lite{v}'," for v in range(4)), "'efficientnet_lite4')"]
+    assert out.split() == ["('torch',", "'mxnet')", "(" + archs[0], *archs[1:], "[]"]
 
 
 def test_names_are_checked_against_the_registry():
     with pytest.raises(ValueError, match="engine must be one of torch, mxnet; got 'onnx'"):
         build_classifier("onnx", "alexnet", 3)
-    with pytest.raises(ValueError, match=r"arch must be one of alexnet, bninception \(engine torch\); got 'resnet'"):
+    with pytest.raises(ValueError, match=r"arch must be one of alexnet, bninception, efficientnet_lite0, .*"
+                                         r"efficientnet_lite4 \(engine torch\); got 'resnet'"):
         build_classifier("torch", "resnet", 3)
+    with pytest.raises(ValueError, match=r"arch must be one of alexnet, bninception \(engine mxnet\); got "
+                                         r"'efficientnet_lite0'"):  # mxnet declines EfficientNet-Lite in one line
+        build_classifier("mxnet", "efficientnet_lite0", 3)
     with pytest.raises(ValueError, match="mean and std must be 3 numbers"):
         build_classifier("torch", "alexnet", 3, mean=(0.5, 0.5))
     assert get_builder("torch", "alexnet").__name__ == "alexnet"
 
 
-def test_an_architecture_is_named_after_its_file():
+def test_an_architecture_is_declared_in_its_file():
+    """The registry lists architectures from the @register_model lines of the files, before importing them: a
+    builder registered any other way would be invisible to the config checks, so it is refused."""
     def resnet(num_classes=1000):
         raise AssertionError("never built")
 
     resnet.__module__ = "fashionrec.engines.torch.alexnet"
-    with pytest.raises(RuntimeError, match="named after its file"):
+    with pytest.raises(RuntimeError, match=r"registers 'resnet', which its source does not declare"):
         register_model("resnet")(resnet)
     resnet.__module__ = "somewhere.else"
     with pytest.raises(RuntimeError, match="outside a registered engine"):
