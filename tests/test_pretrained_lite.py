@@ -89,6 +89,9 @@ def test_every_lite_size_has_the_reference_parameter_count(variant):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
     shapes = [tuple(v.shape) for v in ours.state_dict().values()]
     assert shapes == [tuple(v.shape) for v in theirs.state_dict().values()]
+    clf = build_classifier("torch", f"efficientnet_lite{variant}", 3, device="cpu")  # through the factory
+    logits, pooled = clf.extract(np.zeros((2, 40, 40, 3), np.uint8))
+    assert logits.shape == (2, 3) and pooled.shape == (2, 1280) and np.isfinite(pooled).all()
 
 
 def test_a_folder_of_photos_is_indexed_and_recommended_with_no_training(lite0_run, synth_root, tmp_path):
