@@ -42,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=256, help="catalog JPEGs extracted per measurement")
     p.add_argument("--rounds", type=int, default=3, help="alternating measurements of each extractor set")
     p.add_argument("--queries", type=int, default=20, help="warm single-image recommends per round")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="of the networks (search runs on the CPU)")
     add_output_options(p, "lite0")
     args = p.parse_args(argv)
     if args.quick:
@@ -65,11 +66,11 @@ def main(argv=None):
         for i, (name, runs) in enumerate(extractors.items()):
             out = work / f"index-{i}"
             cfg = index_config_for(catalog, runs, out, ["backend=brute", "workers=0", "batch_size=32",
-                                                        "precision=fp32", "device=cpu"])
+                                                        "precision=fp32", f"device={args.device}"])
             t0 = time.perf_counter()
             build_index(cfg, progress=False, log=lambda *a: None)
             times[name]["extract_s"].append(time.perf_counter() - t0)
-            rec = Recommender.load(out, device="cpu")
+            rec = Recommender.load(out, device=args.device)
             rec.recommend([queries[0]], k=5)  # first call: the folded inference copy is built
             for q in queries:
                 t0 = time.perf_counter()
@@ -87,7 +88,7 @@ def main(argv=None):
 
 def markdown(report: dict, out_path: Path) -> str:
     a = report["args"]
-    lines = ["## EfficientNet-Lite0 against the two BN-Inceptions (CPU)", "",
+    lines = [f"## EfficientNet-Lite0 against the two BN-Inceptions ({a.get('device', 'cpu').upper()})", "",
              f"`{report['command']}` ({report['date']}): {a['images']} synthetic catalog JPEGs at {a['size']} px "
              f"indexed (decode, resize, forward, write; best of {a['rounds']} alternating rounds) and "
              f"{a['queries']} x {a['rounds']} warm single-image `Recommender.recommend` calls (k 5, brute search).", "",
