@@ -119,11 +119,10 @@ def published_names(arch: str) -> dict[str, str]:
         return {f"{theirs}.{leaf}": f"{ours}.{leaf}" for theirs, ours in layers for leaf in ("weight", "bias")}
     if arch.startswith("efficientnet_lite") and arch in LAYOUTS:
         units = [("stem", "_conv_stem", "_bn0"), ("head", "_conv_head", "_bn1")]
-        blocks = {k.split(".")[1] for k in torch_shapes(arch, 1000) if k.startswith("blocks.")}
-        for n in sorted(blocks, key=int):
-            has_expand = f"blocks.{n}.expand.1.weight" in torch_shapes(arch, 1000)
+        ours = torch_shapes(arch, 1000)
+        for n in sorted({k.split(".")[1] for k in ours if k.startswith("blocks.")}, key=int):
             units += [(f"blocks.{n}.{unit}", f"_blocks.{n}.{conv}", f"_blocks.{n}.{bn}")
-                      for unit, (conv, bn) in _LITE_BLOCK_UNITS.items() if unit != "expand" or has_expand]
+                      for unit, (conv, bn) in _LITE_BLOCK_UNITS.items() if f"blocks.{n}.{unit}.1.weight" in ours]
         names = {"_fc.weight": "fc.weight", "_fc.bias": "fc.bias"}
         for ours, conv, bn in units:  # each unit a ConvBN: (pad), conv (no bias), BatchNorm
             names[f"{conv}.weight"] = f"{ours}.1.weight"
