@@ -105,6 +105,8 @@ def test_a_folder_of_photos_is_indexed_and_recommended_with_no_training(lite0_ru
     assert result.exit_code == 0, result.output
     meta = json.loads((index / "index.json").read_text())
     assert meta["dim"] == 1280 and meta["n_items"] == 30
+    missing = _run(["index", "--catalog", tmp_path / "my fotos", "--extractor", lite0_run, "--out", index])
+    assert missing.exit_code == 2 and "--catalog" in missing.output and "not found" in missing.output
     query = sorted(photos.iterdir())[3]
     result = _run(["recommend", query, "--index", index, "-k", "3", "--json"])
     assert result.exit_code == 0, result.output

@@ -26,6 +26,7 @@ from .configload import read_yaml as read_yaml
 from .configload import to_dict as to_dict
 from .configtypes import Choice, OneOf, Range
 from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
+from .errors import ConfigError
 from .knn import backend_choices
 
 SEED = Range(ge=0, le=2**32 - 1)  # numpy's seeds
@@ -268,6 +269,8 @@ class IndexConfig:
 def index_config_for(catalog, extractors, output=None, overrides=()) -> IndexConfig:
     """The index of ``catalog`` (a folder of photos or a CSV with a path column) by ``extractors``, with no
     config file: the defaults of :class:`IndexConfig` and an exact search that suits any catalog size."""
+    if not Path(catalog).exists():
+        raise ConfigError(f"--catalog {catalog}: not found; give a folder of photos or a CSV with a path column")
     raw = {"catalog": {"format": "folder" if Path(catalog).is_dir() else "csv", "root": str(catalog)},
            "extractors": [str(e) for e in extractors], "output": str(output or "index"), "backend": "auto"}
     return _build(IndexConfig, apply_overrides(raw, overrides), _Source("--catalog/--extractor"))
