@@ -29,8 +29,8 @@ from benchlib import (
     start_report,
     synthetic_catalog,
 )
+from fashionrec.catalog_index import build_index
 from fashionrec.config import index_config_for
-from fashionrec.index import build_index
 from fashionrec.recommend import Recommender
 from fashionrec.runs import import_run
 

@@ -4,7 +4,7 @@
     python scripts/bench_recommend.py              # 224 px, two BN-Inceptions, 20k catalog (< 10 min)
 
 Set-up: two freshly initialised BN-Inception runs (category, texture; speed does not depend on
-what the weights learned) at ``--size`` px, and a catalog index built by ``fashionrec.index``
+what the weights learned) at ``--size`` px, and a catalog index built by ``fashionrec.catalog_index``
 from ``--images`` synthetic JPEGs, then grown to ``--catalog`` items by repeating those rows with
 a little noise (search time depends on n x d, not on where the rows came from; extracting 20k
 images at 224 px would take most of an hour on 2 cores).
@@ -53,7 +53,7 @@ t0 = time.perf_counter()
 import fashionrec.cli  # noqa: F401  (what the command imports before it does anything)
 t_cli = time.perf_counter()
 from fashionrec.recommend import format_results
-from fashionrec.index import CatalogIndex, resolve_run
+from fashionrec.catalog_index import CatalogIndex, resolve_run
 from fashionrec.features import FeatureExtractor
 from fashionrec.data.images import decode_image
 import torch  # noqa: F401
@@ -77,8 +77,8 @@ print(json.dumps(out))
 
 def build_catalog_index(work: Path, args) -> Path:
     """Index ``--images`` real JPEGs with the toolkit, then grow it to ``--catalog`` rows."""
+    from fashionrec.catalog_index import CatalogIndex, build_index
     from fashionrec.config import IndexConfig, from_dict
-    from fashionrec.index import CatalogIndex, build_index
     from fashionrec.knn import KNNIndex
 
     out = work / f"index-{args.engine}-{args.size}px-{args.images}-to-{args.catalog}-{args.backend}"

@@ -4,7 +4,7 @@
     python scripts/config_ranges.py --write    # replace the table in README.md
 
 Each range is stated once, beside its field (``Annotated[float, Range(gt=0, le=10)]`` in
-``fashionrec/config.py`` and ``fashionrec/metric/config.py``); tests/test_config.py fails when the
+``fashionrec/config.py`` and ``fashionrec/metric_learning/config.py``); tests/test_config.py fails when the
 README's table differs from this output.
 """
 

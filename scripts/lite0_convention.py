@@ -26,7 +26,7 @@ from benchlib import REPO, add_output_options, finish_report, start_report
 from fashionrec.data.images import IMAGENET_MEAN, IMAGENET_STD, decode_image, resize, to_uint8_array
 from fashionrec.engines.factory import build_classifier
 from fashionrec.engines.pretrained import TF_LITE_NORMALIZATION
-from fashionrec.metrics import leave_one_out
+from fashionrec.label_metrics import leave_one_out
 from fashionrec.runs import load_classifier
 
 CONVENTIONS = {

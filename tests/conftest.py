@@ -54,8 +54,8 @@ def extractor_runs(synth_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def built_index(synth_root, extractor_runs, tmp_path_factory):
+    from fashionrec.catalog_index import build_index
     from fashionrec.config import IndexConfig, from_dict
-    from fashionrec.index import build_index
 
     out = tmp_path_factory.mktemp("index") / "index"
     cfg = from_dict(IndexConfig, {

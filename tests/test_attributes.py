@@ -15,7 +15,7 @@ from fashionrec.cli import main
 from fashionrec.config import IndexConfig, StageConfig, from_dict
 from fashionrec.data.deepfashion import ATTR_CLOTH, ATTR_IMG, read_deepfashion, read_names, read_table
 from fashionrec.errors import ConfigError, DataError
-from fashionrec.metrics import weight_blocks
+from fashionrec.label_metrics import weight_blocks
 
 COLOURS = ("red", "green", "blue")
 
@@ -148,7 +148,7 @@ device: cpu
         items = list(csv.DictReader(f))
     assert {"pred_category", "pred_texture", "pred_color", "color"} <= set(items[0])
 
-    from fashionrec.index import CatalogIndex
+    from fashionrec.catalog_index import CatalogIndex
 
     index = CatalogIndex.load(out)
     raw = index.features[:4]

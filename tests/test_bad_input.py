@@ -91,7 +91,7 @@ def test_conflicting_labels_stop_training_with_one_line_naming_both_lines(tmp_pa
 
 
 def test_unicode_and_spaces_in_query_paths(built_index, tmp_path):
-    from fashionrec.index import CatalogIndex
+    from fashionrec.catalog_index import CatalogIndex
 
     idx = CatalogIndex.load(built_index)
     query = tmp_path / "Sommerkleid gestreift – é.jpg"

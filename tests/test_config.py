@@ -23,7 +23,7 @@ def test_committed_stage_configs_load(path):
 
 @pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if _is_metric(p)])
 def test_committed_metric_configs_load(path):
-    from fashionrec.metric.config import load_metric_config
+    from fashionrec.metric_learning.config import load_metric_config
 
     assert load_metric_config(path).model.embedding_dim > 0
 
@@ -180,7 +180,7 @@ def _demo(tmp_path, name="pretrain-category.yaml", replace=(), append="", out="c
 
 
 def _error(cls, path, overrides=()) -> str:
-    from fashionrec.metric.config import MetricConfig, load_metric_config
+    from fashionrec.metric_learning.config import MetricConfig, load_metric_config
 
     with pytest.raises(ConfigError) as e:
         load_metric_config(path, overrides) if cls is MetricConfig else load_config(cls, path, overrides)
@@ -239,7 +239,7 @@ def test_the_same_number_from_set_names_the_key_without_a_line(tmp_path):
     ("  images_per_item: 4", "  images_per_item: 1", "train.images_per_item: must be in [2, 1000]; got 1"),
 ])
 def test_metric_numbers_outside_their_range(tmp_path, old, new, words):
-    from fashionrec.metric.config import MetricConfig
+    from fashionrec.metric_learning.config import MetricConfig
 
     p, line = _demo(tmp_path, "metric.yaml", replace=[(old, new)])
     assert _error(MetricConfig, p) == f"{p}:{line + _offset(new, words)}: {words}"

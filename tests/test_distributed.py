@@ -312,8 +312,8 @@ def test_two_ranks_train_like_one_and_resume_after_sigterm(tmp_path, synth_root)
 
 @pytest.mark.slow
 def test_two_ranks_build_the_same_index_bytes(tmp_path, synth_root, extractor_runs):
+    from fashionrec.catalog_index import build_index
     from fashionrec.config import IndexConfig
-    from fashionrec.index import build_index
 
     catalog = tmp_path / "catalog"
     shutil.copytree(synth_root / "fashion/images", catalog / "images")

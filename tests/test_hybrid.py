@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from fashionrec.attributes import AttributeTable, guess_type, parse_where
+from fashionrec.catalog_index import CatalogIndex, build_index
 from fashionrec.cli import main
 from fashionrec.config import IndexConfig, from_dict
 from fashionrec.errors import UserError
-from fashionrec.index import CatalogIndex, build_index
 from fashionrec.recommend import Recommender
 
 SHOP_TYPES = {"category": "text", "texture": "text", "gender": "text", "brand": "text", "colour": "text",
@@ -350,7 +350,7 @@ def test_evaluate_with_a_filter_and_the_hybrid_score(index_copy):
 
 
 def test_update_keeps_a_saved_search_structure_and_remove_rebuilds_it(small_catalog, extractor_runs, tmp_path):
-    from fashionrec.index import remove_items, update_index
+    from fashionrec.catalog_index import remove_items, update_index
 
     out = tmp_path / "idx"
     cfg = _config(extractor_runs, small_catalog, out, backend="faiss-hnsw", rerank={"brand": 0.5})

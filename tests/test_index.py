@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fashionrec.catalog_index import CatalogIndex, build_index
 from fashionrec.cli import main
 from fashionrec.config import IndexConfig, from_dict
 from fashionrec.errors import UserError
 from fashionrec.evaluate import evaluate_index
-from fashionrec.index import CatalogIndex, build_index
 from fashionrec.knn import KNNIndex
 from fashionrec.recommend import Recommender
 from fashionrec.runs import load_classifier

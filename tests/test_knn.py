@@ -484,8 +484,8 @@ def test_index_built_with_ivfpq_maps_its_features_and_recommends(synth_root, ext
     """`fashionrec index` with faiss-ivfpq: knn/ holds only the codes; features.npy is memory-mapped."""
     from click.testing import CliRunner
 
+    from fashionrec.catalog_index import CatalogIndex
     from fashionrec.cli import main
-    from fashionrec.index import CatalogIndex
 
     out = tmp_path / "index"
     config = tmp_path / "index.yaml"
@@ -592,9 +592,9 @@ def test_a_new_backend_is_one_module_with_its_parameters_reached_from_an_index_c
 
     from click.testing import CliRunner
 
+    from fashionrec.catalog_index import CatalogIndex
     from fashionrec.cli import main
     from fashionrec.config_ranges import ranges_table
-    from fashionrec.index import CatalogIndex
     from fashionrec.knn import base
 
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test

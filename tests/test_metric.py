@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from fashionrec.cli import main
 from fashionrec.config import from_dict
 from fashionrec.errors import ConfigError, DataError
-from fashionrec.metric.config import MetricConfig, check_metric_config, load_metric_config
-from fashionrec.metric.sampler import BalancedLoader, balanced_batches, check_batch
+from fashionrec.metric_learning.config import MetricConfig, check_metric_config, load_metric_config
+from fashionrec.metric_learning.sampler import BalancedLoader, balanced_batches, check_batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "metric"
 
@@ -72,7 +72,7 @@ def test_the_loader_serves_the_sampler_batches(synth_root):
 def test_the_embedding_is_unit_length_and_extract_agrees_with_training_mode():
     import torch
 
-    from fashionrec.metric.model import Embedder
+    from fashionrec.metric_learning.model import Embedder
 
     model = Embedder("bninception", embedding_dim=16, input_size=32, device="cpu")
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -87,7 +87,7 @@ def test_the_embedding_is_unit_length_and_extract_agrees_with_training_mode():
 
 
 def test_a_classifier_run_initialises_the_backbone(extractor_runs):
-    from fashionrec.metric.model import Embedder
+    from fashionrec.metric_learning.model import Embedder
     from fashionrec.runs import load_classifier
 
     clf, _ = load_classifier(extractor_runs["category"], device="cpu")
@@ -160,7 +160,7 @@ def quiet(*_):
 
 @pytest.fixture(scope="module")
 def metric_run(synth_root, tmp_path_factory):
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.train import train_metric
 
     return train_metric(small_config(synth_root, tmp_path_factory.mktemp("metric")), progress=False, log=quiet)
 
@@ -183,8 +183,8 @@ def test_warm_up_epochs_leave_the_backbone_alone(synth_root, tmp_path, metric_ru
     """After one frozen epoch the backbone is still its initial self; the embedding is not."""
     from safetensors.numpy import load_file
 
-    from fashionrec.metric.model import Embedder
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.model import Embedder
+    from fashionrec.metric_learning.train import train_metric
 
     run = train_metric(small_config(synth_root, tmp_path, max_epochs=1, patience=1), progress=False, log=quiet)
     trained = load_file(str(run / "last/weights.safetensors"))
@@ -195,7 +195,7 @@ def test_warm_up_epochs_leave_the_backbone_alone(synth_root, tmp_path, metric_ru
 
 
 def test_resume_ends_like_an_uninterrupted_run(synth_root, tmp_path, metric_run):
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.train import train_metric
 
     cfg = small_config(synth_root, tmp_path, max_epochs=1)
     train_metric(cfg, progress=False, log=quiet)
@@ -227,8 +227,8 @@ def test_evaluate_prints_recall_at_k_and_writes_the_plot(metric_run, extractor_r
 def test_an_embedding_run_indexes_beside_the_classifiers(metric_run, extractor_runs, synth_root, tmp_path):
     """As the only extractor or concatenated with the category block (each block L2-normalised);
     recommend works with it unchanged."""
+    from fashionrec.catalog_index import build_index
     from fashionrec.config import IndexConfig
-    from fashionrec.index import build_index
     from fashionrec.recommend import Recommender
 
     for name, runs in (("alone", [metric_run]), ("both", [extractor_runs["category"], metric_run])):
@@ -247,7 +247,7 @@ def test_an_embedding_run_indexes_beside_the_classifiers(metric_run, extractor_r
 
 def test_an_mxnet_init_run_is_refused_in_one_line(synth_root, tmp_path):
     from fashionrec.errors import UserError
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.train import train_metric
 
     fake = tmp_path / "mx"
     fake.mkdir()
@@ -279,8 +279,8 @@ def test_an_embedding_beats_classification_features_on_recall_at_1(tmp_path):
     raw or L2-normalised. Measured: R@1 0.61 against 0.32 / 0.31."""
     from fashionrec.config import StageConfig
     from fashionrec.data.synth import synthesize
-    from fashionrec.metric.evaluate import evaluate_embedding_run
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.embedding_scores import evaluate_embedding_run
+    from fashionrec.metric_learning.train import train_metric
     from fashionrec.train import train
 
     size = 40
@@ -317,7 +317,7 @@ def test_the_command_has_help():
 def test_a_shop_csv_trains_too(synth_root, tmp_path):
     """A shop's photos as path,item_id (no split column): split by item, trained, scored."""
     from fashionrec.data.inshop import read_inshop
-    from fashionrec.metric.train import train_metric
+    from fashionrec.metric_learning.train import train_metric
 
     tree = read_inshop(synth_root / "inshop")
     csv = tmp_path / "shop.csv"
@@ -336,7 +336,7 @@ def test_a_shop_csv_trains_too(synth_root, tmp_path):
 
 def test_embedder_keeps_an_imported_backbones_input_convention():
     from fashionrec.data.images import normalization_kwargs
-    from fashionrec.metric.model import Embedder
+    from fashionrec.metric_learning.model import Embedder
 
     norm = {"mean": [104 / 255, 117 / 255, 128 / 255], "std": [1 / 255] * 3, "channels": "bgr", "scale": 255.0}
     model = Embedder("bninception", 8, 32, device="cpu", **normalization_kwargs(norm))
@@ -381,7 +381,7 @@ def _loss_value(loss_cfg, seed=0) -> float:
 
 
 def _old_build_loss(name: str, flat: dict):
-    """fashionrec.metric.model.build_loss as it was before the losses moved to their own modules."""
+    """fashionrec.metric_learning.model.build_loss as it was before the losses moved to their own modules."""
     from pytorch_metric_learning import losses, miners
 
     c = {"alpha": 32.0, "delta": 0.1, "ms_alpha": 2.0, "ms_beta": 50.0, "ms_base": 0.5, "ms_epsilon": 0.1,
@@ -456,7 +456,7 @@ def test_a_new_loss_is_one_module_registered_and_named_in_a_config(tmp_path, mon
 
     from fashionrec.config import dump_yaml
     from fashionrec.config_ranges import ranges_table
-    from fashionrec.metric.losses import base
+    from fashionrec.metric_learning.losses import base
 
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
     package = tmp_path / "shop_losses"
@@ -467,7 +467,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fashionrec.configtypes import Range
-from fashionrec.metric.losses import MetricLoss, register_loss
+from fashionrec.metric_learning.losses import MetricLoss, register_loss
 
 
 @register_loss

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from fashionrec.catalog_index import build_index
 from fashionrec.config import IndexConfig, StageConfig, from_dict
 from fashionrec.engines.factory import build_classifier
 from fashionrec.errors import UserError
 from fashionrec.evaluate import evaluate_run
-from fashionrec.index import build_index
 from fashionrec.recommend import Recommender
 from fashionrec.runs import convert_run, load_classifier, read_model_json
 from fashionrec.train import TrainingInterrupted, train

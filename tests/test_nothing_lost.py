@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from fashionrec.artifacts import save_npy
+from fashionrec.catalog_index import CatalogIndex, build_index
 from fashionrec.cli import main
-from fashionrec.index import CatalogIndex, build_index
 from test_index import index_config
 
 

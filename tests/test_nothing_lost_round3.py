@@ -177,7 +177,7 @@ def _index(tmp_path, extractor_runs, catalog, out):
 
 
 def test_a_catalog_with_a_sku_id_column_keeps_it(tmp_path, synth_root, extractor_runs):
-    from fashionrec.index import CatalogIndex
+    from fashionrec.catalog_index import CatalogIndex
 
     names = _images(synth_root, 8)
     rows = "".join(f"SKU-{i:04d},images/{n},shirt-{i % 2}\n" for i, n in enumerate(names))
@@ -212,7 +212,7 @@ def test_a_catalog_whose_stand_in_name_is_taken_is_refused_before_the_old_index_
 
 @pytest.mark.parametrize("case", ["bom-crlf", "semicolon", "tab", "spaces-unicode"])
 def test_real_catalog_exports_index(tmp_path, synth_root, extractor_runs, case):
-    from fashionrec.index import CatalogIndex
+    from fashionrec.catalog_index import CatalogIndex
 
     names = _images(synth_root, 4)
     sep = {"semicolon": ";", "tab": "\t"}.get(case, ",")

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fashionrec.catalog_index import CatalogIndex
 from fashionrec.data.deepfashion import read_table
 from fashionrec.data.images import decode_image
 from fashionrec.demo import CONFIG_DIR as DEMO_CONFIGS
 from fashionrec.errors import DataError, UserError
-from fashionrec.index import CatalogIndex
 from fashionrec.runs import load_classifier
 
 
@@ -132,7 +132,7 @@ def test_kill_while_writing_an_index_leaves_the_old_one(built_index, tmp_path):
     before = CatalogIndex.load(target).features.copy()
     script = (
         "import sys, time\n"
-        "from fashionrec.artifacts import atomic_dir\nfrom fashionrec.index import INDEX_KIND\n"
+        "from fashionrec.artifacts import atomic_dir\nfrom fashionrec.catalog_index import INDEX_KIND\n"
         "with atomic_dir(sys.argv[1], kind=INDEX_KIND) as tmp:\n"
         "    (tmp / 'index.json').write_text('{\"format\": 1}')\n"
         "    with open(tmp / 'features.npy', 'wb') as f:\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from . import __version__, stop
+from .engines.arch_tables import PUBLISHED_ARCHS
 from .engines.registry import ENGINE_NAMES
-from .engines.specs import PUBLISHED_ARCHS
 from .errors import TrainingInterrupted, UserError
 
 SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
@@ -199,8 +199,8 @@ def metric(config_path, init, overrides, resume, force, engine, device, progress
     batches (configs/metric/<name>.yaml), early stopping on the validation Recall@1. Writes
     runs/metric/<name>/; `fashionrec evaluate RUN` prints its Recall@K. Torch engine only.
     """
-    from .metric.config import load_metric_config
-    from .metric.train import train_metric
+    from .metric_learning.config import load_metric_config
+    from .metric_learning.train import train_metric
 
     overrides = list(overrides) + [f"engine={engine}"] * bool(engine) + [f"train.device={device}"] * bool(device)
     cfg = load_metric_config(config_path, overrides)
@@ -249,7 +249,7 @@ def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_b
     from .runs import EMBEDDING_KIND, read_model_json
 
     if read_model_json(run_dir).get("kind") == EMBEDDING_KIND:
-        from .metric.evaluate import evaluate_embedding_run, format_embedding_report
+        from .metric_learning.embedding_scores import evaluate_embedding_run, format_embedding_report
 
         report = evaluate_embedding_run(run_dir, against=against, device=device or "auto", progress=progress)
         click.echo(format_embedding_report(report))
@@ -301,8 +301,8 @@ def index(config_path, catalog, extractors, out, overrides, append, types, updat
     --remove edit them and the item list without extracting.
     """
     from .attributes import parse_types_option
+    from .catalog_index import build_index, remove_items, update_index
     from .config import IndexConfig, index_config_for, load_config
-    from .index import build_index, remove_items, update_index
 
     if sum(map(bool, (append, update_csv, remove))) > 1:
         raise click.UsageError("--append, --update and --remove are separate runs: give one of them")
@@ -350,8 +350,8 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, 
     import json
 
     from .attributes import parse_assignments
+    from .catalog_index import CatalogIndex
     from .hybrid import parse_rerank_option
-    from .index import CatalogIndex
     from .recommend import Recommender, format_results, prepare_query
 
     # the arguments first: loading the models takes seconds

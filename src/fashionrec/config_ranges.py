@@ -7,7 +7,7 @@ Above both config modules (the stages' and the metric stage's), so neither impor
 from __future__ import annotations
 
 from .config import IndexConfig, StageConfig, numeric_keys
-from .metric.config import MetricConfig
+from .metric_learning.config import MetricConfig
 
 
 def config_kinds() -> list[tuple[str, type]]:

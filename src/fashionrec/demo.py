@@ -55,9 +55,9 @@ def write_queries(out: Path, size: int, seed: int = 12345) -> list[tuple[Path, s
 def metric_step(data: Path, runs: Path, finetuned: dict, quick: bool, progress: bool, log) -> Path:
     """Train a small embedding on the In-shop tree from the fine-tuned category network, then print
     its query -> gallery Recall@K beside both classifiers' features on the same images."""
-    from .metric.config import MetricConfig, check_metric_config
-    from .metric.evaluate import evaluate_embedding_run, format_embedding_report
-    from .metric.train import train_metric
+    from .metric_learning.config import MetricConfig, check_metric_config
+    from .metric_learning.embedding_scores import evaluate_embedding_run, format_embedding_report
+    from .metric_learning.train import train_metric
 
     overrides = [f"data.root={data / 'inshop'}", f"output.dir={runs}"]
     if quick:
@@ -72,10 +72,10 @@ def metric_step(data: Path, runs: Path, finetuned: dict, quick: bool, progress: 
 def pretrained_step(data: Path, runs: Path, index_dir: Path, trained: dict, progress: bool, log) -> Path | None:
     """Index the catalog with ImageNet EfficientNet-Lite0 and no training at all (where the ``pretrained`` extra
     installed its weights), and print its leave-one-out P@5 beside the trained networks'."""
+    from .catalog_index import build_index
     from .config import index_config_for
     from .engines.pretrained import PRETRAINED_EXTRA, packaged_checkpoint
     from .evaluate import evaluate_index
-    from .index import build_index
     from .runs import import_run
 
     try:
@@ -108,7 +108,7 @@ def run_demo(out="demo", quick: bool = False, engine: str = "torch", progress: b
 def _check_replaced_outputs(runs: Path, *index_dirs: Path) -> None:
     """The demo replaces DIR/runs and its indexes whole: refuse, before any work, if any holds what no
     demo writes (a run of the user's own put beside the demo's, a note in the index)."""
-    from .index import INDEX_KIND
+    from .catalog_index import INDEX_KIND
     from .runs import RUN_KIND
 
     for index_dir in index_dirs:
@@ -123,9 +123,9 @@ def _check_replaced_outputs(runs: Path, *index_dirs: Path) -> None:
 
 
 def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
+    from .catalog_index import build_index
     from .data.synth import synthesize
     from .evaluate import evaluate_index, evaluate_run, format_report, format_retrieval
-    from .index import build_index
     from .recommend import Recommender, format_results
     from .train import train
 

@@ -26,11 +26,11 @@ from .artifacts import write_json
 from .data.loader import BatchLoader
 from .data.manifest import Manifest
 from .errors import UserError
-from .metrics import classification_report, combine_labels, l2_normalize, leave_one_out
+from .label_metrics import classification_report, combine_labels, l2_normalize, leave_one_out
 from .runs import load_classifier, read_model_json
 
 if TYPE_CHECKING:
-    from .index import CatalogIndex
+    from .catalog_index import CatalogIndex
 
 KS = (1, 3, 5, 10, 20)
 
@@ -130,8 +130,8 @@ def evaluate_index(index_dir, ks=KS, progress: bool = True, where=None, rerank: 
     score (:mod:`fashionrec.hybrid`), beside the image-only variant it re-ranks.
     """
     from .attributes import parse_where
+    from .catalog_index import CatalogIndex
     from .hybrid import resolve_rerank
-    from .index import CatalogIndex
     from .report import plot_precision_at_k
 
     index = CatalogIndex.load(index_dir)
@@ -168,7 +168,7 @@ def evaluate_index(index_dir, ks=KS, progress: bool = True, where=None, rerank: 
 
 def _score_items(index: CatalogIndex, all_labels: dict, rows: np.ndarray, ks, spec, what: str) -> dict:
     """Leave-one-out over the items ``rows`` (bool mask): every variant, and the hybrid one."""
-    from .index import extractor_weights
+    from .catalog_index import extractor_weights
 
     if rows.sum() < 2:
         raise UserError(f"{what}: fewer than 2 items have every known label")
@@ -209,7 +209,7 @@ def _hybrid_leave_one_out(index: CatalogIndex, vectors: np.ndarray, ids: np.ndar
     hybrid score, the pool sized for each cut-off k as ``recommend -k K`` sizes it."""
     from . import hybrid
     from .knn import KNNIndex
-    from .metrics import retrieval_metrics
+    from .label_metrics import retrieval_metrics
 
     table = index.attributes()
     n = len(vectors)

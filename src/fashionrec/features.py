@@ -21,7 +21,7 @@ from . import distributed
 from .data.images import decode_image, resize
 from .data.loader import BatchLoader, ImageSource
 from .errors import UserError
-from .metrics import softmax
+from .label_metrics import softmax
 from .runs import load_classifier, sha256_file
 
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from . import hybrid
 from .attributes import describe, parse_where
+from .catalog_index import CatalogIndex, resolve_run
 from .data.images import DEFAULT_MAX_PIXELS
 from .engines.registry import PRECISION_NAMES as PRECISIONS
 from .errors import UserError
 from .features import FeatureExtractor
-from .index import CatalogIndex, resolve_run
 
 
 @dataclass

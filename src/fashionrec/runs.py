@@ -30,7 +30,7 @@ RUN_KIND = ArtifactKind("run", marker="model.json", entries=(
     "metrics.json", "metrics-*.json", "confusion-*.png", "recall_at_k*.png", "tensorboard"))
 # model.json's keys every reader relies on, and their types (a hand-edited file is checked, not trusted)
 MODEL_KEYS = {"engine": str, "arch": str, "classes": list, "input_size": int, "weights": str, "task": str}
-EMBEDDING_KIND = "embedding"  # model.json "kind" of a metric run (fashionrec.metric)
+EMBEDDING_KIND = "embedding"  # model.json "kind" of a metric run (fashionrec.metric_learning)
 
 
 def sha256_file(path) -> str:
@@ -76,7 +76,7 @@ def load_classifier(run_dir, device: str = "auto"):
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
     if info.get("kind") == EMBEDDING_KIND:  # a metric run's network: same interface, embeddings as features
-        from .metric.model import load_embedder
+        from .metric_learning.model import load_embedder
 
         return load_embedder(run_dir, info, device=device), info
     weights = run_dir / info["weights"]

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import distributed
-from . import metrics as M
+from . import label_metrics as M
 from .artifacts import check_replaceable, ensure_writable, exclusive_lock, read_json_object, write_text
 from .checkpoint import Checkpoint
 from .config import StageConfig, dump_yaml
@@ -43,7 +43,7 @@ from .engines.registry import check_training_precision, weights_file
 from .errors import TrainingInterrupted, UserError
 from .evaluate import predict_loader
 from .runs import RUN_KIND, load_classifier, normalization_record, sha256_file, write_model_json
-from .scalars import ScalarLog
+from .tensorboard_log import ScalarLog
 
 
 def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):

@@ -44,9 +44,9 @@ import numpy as np
 
 from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UserError
+from .arch_tables import BNINCEPTION_MODULES, PUBLISHED_ARCHS
 from .base import check_state
 from .convert import torch_shapes
-from .specs import BNINCEPTION_MODULES, PUBLISHED_ARCHS
 
 _BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
 # TensorFlow's EfficientNet-Lite recipe: (x - 127) / 128 on 0-255 RGB pixels

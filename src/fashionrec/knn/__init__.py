@@ -1,6 +1,6 @@
 """k-nearest-neighbour search over catalog feature vectors (Euclidean distance).
 
-One small scikit-learn-style object, :class:`KNNIndex` (``index.py``), in front of six
+One small scikit-learn-style object, :class:`KNNIndex` (``knn_index.py``), in front of six
 backends, one module each:
 
 ============  =========  ==================================================================
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from ..configtypes import Choice
 from . import balltree, brute, faiss_flat, faiss_hnsw, faiss_ivf, faiss_ivfpq  # noqa: F401  (each registers its backend)
 from .base import TransformedRows, backend_class, backend_names
-from .index import AUTO_EXACT_MAX_BYTES, KNN_FORMAT, KNNIndex
+from .knn_index import AUTO_EXACT_MAX_BYTES, KNN_FORMAT, KNNIndex
 
 BACKENDS = ("auto",) + backend_names()
 EXACT_BACKENDS = backend_names(exact_only=True)

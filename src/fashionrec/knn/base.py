@@ -6,7 +6,7 @@ hand the stored vectors to the façade for exact re-ranking, and optionally ``se
 with ``filter_scan_rows`` (filtered search inside the structure; without them a filtered query
 scans the allowed rows). Everything else -- parameter checks, the ``auto`` rule, re-ranking,
 ties, ``exclude``, filters, the ``knn.json`` description -- is the façade's
-(:mod:`fashionrec.knn.index`, :mod:`fashionrec.knn.filtered`).
+(:mod:`fashionrec.knn.knn_index`, :mod:`fashionrec.knn.filtered`).
 
 A backend with ``external_vectors`` (``faiss-ivfpq``) holds only a compressed structure and a
 reference to the caller's vectors, which may be a memory-mapped ``.npy`` or

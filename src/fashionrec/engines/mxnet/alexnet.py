@@ -13,8 +13,8 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..arch_tables import check_builder_args
 from ..registry import register_model
-from ..specs import check_builder_args
 
 # torch's default Linear/Conv init draws U(+-1/sqrt(fan_in)); Xavier 'in' with magnitude 1 is that.
 _TORCH_LIKE_INIT = mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=1)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..arch_tables import BNINCEPTION_MODULES, check_builder_args
 from ..registry import register_model
-from ..specs import BNINCEPTION_MODULES, check_builder_args
 
 INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
 BN_EPS = 1e-5

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arch_tables import check_builder_args
 from ..registry import register_model
-from ..specs import check_builder_args
 
 
 class AlexNet(nn.Module):

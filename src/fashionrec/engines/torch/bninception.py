@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch_tables import BNINCEPTION_MODULES, check_builder_args
 from ..registry import register_model
-from ..specs import BNINCEPTION_MODULES, check_builder_args
 
 INCEPTION = BNINCEPTION_MODULES  # the widths table, shared by both engines
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch_tables import check_builder_args
 from ..registry import register_model
-from ..specs import check_builder_args
 
 # The base network (lite0): per stage (repeats, kernel, stride, expansion, in channels, out channels)
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),

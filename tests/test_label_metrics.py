@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashionrec import metrics as M
+from fashionrec import label_metrics as M
 from fashionrec.knn import KNNIndex
 
 # --------------------------------------------------------------------------- classification

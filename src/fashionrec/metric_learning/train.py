@@ -41,10 +41,10 @@ from ..distributed import SINGLE, StopSignals, World
 from ..engines.registry import check_training_precision, weights_file
 from ..errors import DataError, UserError
 from ..runs import read_model_json
-from ..scalars import ScalarLog
+from ..tensorboard_log import ScalarLog
 from ..train import agree_on_step, open_checkpoint, quiet, run_epochs, run_folder, write_bad_images, write_results
 from .config import TORCH_ONLY, MetricConfig
-from .evaluate import embed_loader, score
+from .embedding_scores import embed_loader, score
 from .model import KIND, Embedder
 from .plots import plot_metric_history
 from .sampler import BalancedLoader

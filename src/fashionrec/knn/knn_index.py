@@ -384,7 +384,7 @@ class KNNIndex:
         structure rebuilt at load) or ``index.faiss`` (HNSW / IVF / IVF-PQ: faiss's format, no
         retraining). A backend with ``external_vectors`` writes its vectors too (``vectors.npy``,
         chunk by chunk) unless ``with_vectors`` is False: then :meth:`load` must be handed them,
-        as :class:`~fashionrec.index.CatalogIndex` does from its ``features.npy``."""
+        as :class:`~fashionrec.catalog_index.CatalogIndex` does from its ``features.npy``."""
         self._check_fitted()
         directory = Path(directory)
         meta = {"format": KNN_FORMAT, "params": self.get_params(), "n_items": self._n, "dim": self._dim}

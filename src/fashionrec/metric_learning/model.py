@@ -71,7 +71,7 @@ class EmbeddingNet(nn.Module):
 
 
 def build_loss(cfg, num_items: int, embedding_dim: int):
-    """(loss module, miner or None) of the config's loss (a :class:`~fashionrec.metric.losses.MetricLoss`)."""
+    """(loss module, miner or None) of the config's loss (a :class:`~fashionrec.metric_learning.losses.MetricLoss`)."""
     return cfg.build(num_items, embedding_dim)
 
 

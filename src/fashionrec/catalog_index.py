@@ -67,7 +67,7 @@ from .distributed import env_rank
 from .errors import UserError
 from .features import FeatureExtractor
 from .knn import EXTERNAL_VECTOR_BACKENDS, KNNIndex, TransformedRows
-from .metrics import l2_normalize, weight_blocks
+from .label_metrics import l2_normalize, weight_blocks
 
 INDEX_FORMAT = 1
 APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend

@@ -3,7 +3,7 @@
 import pytest
 
 from fashionrec.errors import UserError
-from fashionrec.scalars import ScalarLog
+from fashionrec.tensorboard_log import ScalarLog
 
 
 def test_writes_every_numeric_field_per_epoch(tmp_path):

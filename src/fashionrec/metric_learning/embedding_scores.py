@@ -2,7 +2,7 @@
 
 :func:`evaluate_embedding_run` is what ``fashionrec evaluate RUN`` does for a metric run: the
 run's query images against its gallery (Recall@1/10/20/30/40 and MAP@R, see
-:mod:`fashionrec.retrieval`), optionally with classifier runs' pooled features scored on the
+:mod:`fashionrec.item_metrics`), optionally with classifier runs' pooled features scored on the
 same images for comparison (raw, as the paper ranks, and L2-normalised), written to
 ``metrics.json`` with a Recall@K plot ``recall_at_k.png``.
 """
@@ -18,8 +18,8 @@ from ..artifacts import write_json
 from ..data.inshop import ItemImages, read_run_record
 from ..data.loader import BatchLoader
 from ..errors import UserError
-from ..metrics import l2_normalize
-from ..retrieval import KS, format_recall, leave_one_out_recall, query_gallery
+from ..item_metrics import KS, format_recall, leave_one_out_recall, query_gallery
+from ..label_metrics import l2_normalize
 
 RECALL_PLOT = "recall_at_k.png"
 

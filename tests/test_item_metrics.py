@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fashionrec.retrieval import KS, format_recall, leave_one_out_recall, query_gallery
+from fashionrec.item_metrics import KS, format_recall, leave_one_out_recall, query_gallery
 
 
 def ranked(q: np.ndarray, gallery: np.ndarray) -> list[int]:

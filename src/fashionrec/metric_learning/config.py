@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from .losses import MetricLoss, loss_choices, loss_names, upgrade_flat_keys
 from .sampler import check_batch
 
-LOSSES = loss_names()  # the losses registered by fashionrec.metric.losses (one module each)
+LOSSES = loss_names()  # the losses registered by fashionrec.metric_learning.losses (one module each)
 # ``loss: {name: multi_similarity, alpha: 2, ...}``: the named loss's own keys (its dataclass's fields)
 LossConfig = Annotated[MetricLoss, OneOf("loss", loss_choices, upgrade=upgrade_flat_keys)]
 
