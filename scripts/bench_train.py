@@ -117,7 +117,7 @@ def pipeline_rate(cfg) -> tuple[float, int, float | None]:
 
 def loader_rate(cfg, workers: int) -> float:
     """Images/s of the training loader alone (decode, resize, augment): no network."""
-    from fashionrec.data.readers import load_manifest
+    from fashionrec.data.formats import load_manifest
     from fashionrec.train import make_loaders
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=workers))

@@ -78,7 +78,7 @@ def test_label_column_and_task_names_are_checked(colour_catalog, tmp_path):
             "train": {"optimizer": "sgd", "lr": 0.01, "batch_size": 4}}
     with pytest.raises(ConfigError, match="task: must be a name of letters"):
         from_dict(StageConfig, dict(base, task="sleeve length", data={"format": "csv", "root": "x.csv"}))
-    from fashionrec.data.readers import load_manifest
+    from fashionrec.data.formats import load_manifest
 
     cfg = from_dict(StageConfig, dict(base, task="sleeve", data={"format": "csv", "root": str(colour_catalog),
                                                                  "label_column": "sleeve"}))

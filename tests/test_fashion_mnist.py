@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionrec.data.catalog import read_catalog, read_labels_csv
+from fashionrec.data.catalog import read_labels_csv
+from fashionrec.data.formats import read_catalog
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fashion_mnist_to_csv.py"
 CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionrec.data.catalog import read_catalog, read_class_folders, read_labels_csv
+from fashionrec.data.catalog import read_class_folders, read_labels_csv
 from fashionrec.data.deepfashion import read_category, read_texture
+from fashionrec.data.formats import read_catalog
 from fashionrec.data.manifest import Manifest, stratified_split
 from fashionrec.errors import DataError
 

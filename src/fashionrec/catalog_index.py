@@ -57,24 +57,22 @@ from .attributes import (
     check_columns,
     keep_catalog_columns,
     parses_as,
-    read_types_sidecar,
-    types_sidecar,
 )
 from .attributes import type_columns as type_attribute_columns
 from .config import IndexConfig
-from .data.catalog import read_catalog, read_csv_rows
-from .distributed import env_rank
+from .data.catalog import read_csv_rows
+from .data.formats import dataset_format, read_catalog
 from .errors import UserError
-from .features import FeatureExtractor
 from .knn import EXTERNAL_VECTOR_BACKENDS, KNNIndex, TransformedRows
 from .label_metrics import l2_normalize, weight_blocks
 
 INDEX_FORMAT = 1
 APPROX_DIR = "knn"  # the saved faiss structure of an approximate backend
+ONNX_DIR = "onnx"  # the extractors as ONNX graphs (fashionrec.onnx_export), recorded under index.json's "onnx"
 # What `index` writes and `evaluate --index` adds: a folder holding anything else is not replaced.
 INDEX_KIND = ArtifactKind("index", marker="index.json",
                           entries=("features.npy", "items.csv", "bad_images.txt", APPROX_DIR, "retrieval.json",
-                                   "*.png"))
+                                   "*.png", ONNX_DIR))
 # index.json's keys that the toolkit reads, and their types (a hand-edited file is checked, not trusted)
 INDEX_KEYS = {"format": int, "dim": int, "blocks": list, "extractors": list, "l2_normalize": bool,
               "backend_params": dict, "catalog": dict, "label_columns": list}
@@ -153,6 +151,8 @@ class CatalogIndex:
                 write_text(tmp / "bad_images.txt", "".join(f"{p}\t{r}\n" for p, r in sorted(bad.items())))
             if not self.knn.exact:
                 self.knn.save(tmp / APPROX_DIR, with_vectors=not self.knn.external_vectors)  # those: features.npy
+            if "onnx" in self.meta and (self.directory / ONNX_DIR).is_dir():  # same extractors: the graphs hold
+                shutil.copytree(self.directory / ONNX_DIR, tmp / ONNX_DIR, copy_function=_link_or_copy)
             write_json(tmp / "index.json", dict(self.meta, n_items=len(self.items),
                                                 backend_params=self.knn.get_params()))
         self.directory = directory
@@ -254,6 +254,8 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
     and none of their items is lost. A folder at ``cfg.output`` that is not an index is refused
     before any image is read.
     """
+    from .distributed import env_rank  # torch: imported by a build, not by recommend
+
     out = Path(cfg.output)
     if env_rank() != 0:  # another rank of a torchrun build: it extracts its shard, rank 0 locks and writes
         return _build_index(cfg, out, append, False, lambda *_: None, types or {})
@@ -265,10 +267,8 @@ def build_index(cfg: IndexConfig, append: bool = False, progress: bool = True, l
 
 def _declared_types(cfg: IndexConfig, types: dict[str, str]) -> dict[str, tuple[str, str]]:
     """Each declared column type with where it was declared (the later source wins)."""
-    declared = {}
-    if cfg.catalog.format == "csv":
-        declared.update({c: (t, str(types_sidecar(cfg.catalog.root)))
-                         for c, t in read_types_sidecar(cfg.catalog.root).items()})
+    sidecar, where = dataset_format(cfg.catalog.format).declared_types(cfg.catalog.root)
+    declared = {c: (t, where) for c, t in sidecar.items()}
     declared.update({c: (t, "catalog.types") for c, t in cfg.catalog.types.items()})
     declared.update({c: (t, "--types") for c, t in types.items()})
     return declared
@@ -281,6 +281,8 @@ def _rerank_meta(cfg: IndexConfig, types: dict[str, str]) -> dict:
 
 
 def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log, types: dict[str, str]) -> Path:
+    from .features import FeatureExtractor  # torch: imported by a build, not by recommend
+
     root, paths, known = read_catalog(cfg.catalog.root, cfg.catalog.format)
     known = keep_catalog_columns(cfg.catalog.root, known, log)
     old = None
@@ -433,8 +435,9 @@ def update_index(cfg: IndexConfig, csv_path, wait: bool = True, log=print) -> Pa
             for name in ("features.npy", "bad_images.txt"):
                 if (out / name).is_file():
                     _link_or_copy(out / name, tmp / name)
-            if (out / APPROX_DIR).is_dir():
-                shutil.copytree(out / APPROX_DIR, tmp / APPROX_DIR, copy_function=_link_or_copy)
+            for name in (APPROX_DIR, ONNX_DIR):
+                if (out / name).is_dir():
+                    shutil.copytree(out / name, tmp / name, copy_function=_link_or_copy)
             write_text(tmp / "items.csv", items_csv_text(items, columns_out))
             write_json(tmp / "index.json", dict(meta, n_items=len(items)))
     log(f"updated {changed} value(s) of {len(rows)} item(s) from {csv_path}; features and the search structure "

@@ -11,6 +11,7 @@ before it is built. ``--set a.b=value`` overrides are parsed as YAML and checked
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,22 @@ from .configload import from_dict as from_dict
 from .configload import load_config as load_config
 from .configload import read_yaml as read_yaml
 from .configload import to_dict as to_dict
-from .configtypes import Choice, OneOf, Range
+from .configtypes import Choice, Named, OneOf, Range
 from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
 from .errors import ConfigError
 from .knn import backend_choices
 
+# data.format / catalog.format: the registered dataset formats that can serve the stage (fashionrec.data.formats)
+# (read when a config loads: importing this module imports no reader)
+
+
+def _formats(use: str):
+    return lambda: importlib.import_module("fashionrec.data.formats").format_names(use)
+
+
+LABELLED_FORMATS = Named("dataset format", _formats("labelled"))
+CATALOG_FORMATS = Named("catalog format", _formats("catalog"))
+ITEM_FORMATS = Named("dataset format", _formats("items"))
 SEED = Range(ge=0, le=2**32 - 1)  # numpy's seeds
 WORKERS = Range(ge=0, le=256)
 BATCH = Range(ge=1, le=65536)
@@ -57,7 +69,7 @@ class DataConfig:
     (a manifest CSV written by this toolkit).
     """
 
-    format: Literal["deepfashion", "csv", "folder", "manifest"]
+    format: Annotated[str, LABELLED_FORMATS]
     root: str
     classes: list[str] | None = None  # csv/folder: class list; None = the paper's list for the task
     # csv/folder without a split column: stratified, seeded split
@@ -213,7 +225,7 @@ class CatalogConfig:
     """The catalog to index: a CSV with a ``path`` column (other columns are kept as known
     labels, e.g. ``category``, ``texture``), a folder of images, or a manifest CSV."""
 
-    format: Literal["csv", "folder", "manifest"]
+    format: Annotated[str, CATALOG_FORMATS]
     root: str
     max_bad_fraction: Annotated[float, FRACTION] = 0.01
     max_pixels: Annotated[int, PIXELS] = 40_000_000

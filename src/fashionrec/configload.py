@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from .configcheck import SHORT, _one_of, _range_words, _short
-from .configtypes import Choice, OneOf, Range
+from .configtypes import Choice, Named, OneOf, Range
 from .errors import ConfigError
 
 
@@ -30,6 +30,8 @@ def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is Annotated and _one_of(tp):
         return f"a {_one_of(tp).what} name or {{name: ..., its keys}}"
+    if origin is Annotated and _named(tp):
+        return " | ".join(repr(a) for a in _named(tp).lookup())
     if origin is Annotated:
         return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
@@ -45,6 +47,10 @@ def _type_name(tp) -> str:
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
+
+
+def _named(tp) -> Named | None:
+    return next((a for a in getattr(tp, "__metadata__", ()) if isinstance(a, Named)), None)
 
 
 class _Mismatch(Exception):
@@ -101,6 +107,8 @@ def _coerce(value, tp, where_key: str, src: _Source):
         for allowed in tp.__metadata__:
             if isinstance(allowed, Range) and coerced is not None and coerced not in allowed:
                 raise _range_error(src, where_key, value, allowed)
+            if isinstance(allowed, Named) and coerced not in allowed.lookup():
+                raise _Mismatch
         return coerced
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

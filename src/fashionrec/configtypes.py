@@ -71,3 +71,12 @@ class OneOf:
     lookup: Callable[[], dict[str, type]]
     upgrade: Callable[[dict, str], tuple[dict, dict]] | None = None
     bare: bool = True
+
+
+@dataclass(frozen=True)
+class Named:
+    """``Annotated[str, Named("dataset format", lookup)]``: a name among ``lookup()`` (read when a config
+    loads, so a name registered by a plugin is found): a registry's ``Literal``."""
+
+    what: str
+    lookup: Callable[[], tuple[str, ...]]

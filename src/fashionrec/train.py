@@ -35,8 +35,8 @@ from . import label_metrics as M
 from .artifacts import check_replaceable, ensure_writable, exclusive_lock, read_json_object, write_text
 from .checkpoint import Checkpoint
 from .config import StageConfig, dump_yaml
+from .data.formats import load_manifest
 from .data.loader import BatchLoader
-from .data.readers import load_manifest
 from .distributed import SINGLE, StopSignals, World
 from .engines.factory import build_classifier
 from .engines.registry import check_training_precision, weights_file

@@ -176,36 +176,37 @@ def read_class_folders(root, task: str = "", classes=None, val_fraction: float =
                     source=str(root))
 
 
-def read_catalog(root, fmt: str) -> tuple[Path, list[str], dict[str, list[str]]]:
-    """A catalog to index: (root, relative paths, known label columns).
-
-    ``csv``: a ``path`` column plus any label columns (e.g. ``category``, ``texture``);
-    ``folder``: every image under the folder (sub-folder names are kept as ``label``);
-    ``manifest``: a manifest CSV (its labels are kept under the manifest's task name).
-    """
+def read_catalog_csv(root) -> tuple[Path, list[str], dict[str, list[str]]]:
+    """A catalog CSV to index: a ``path`` column plus any label columns (e.g. ``category``, ``texture``).
+    Returns (root, relative paths, known label columns)."""
     root = Path(root)
-    if fmt == "csv":
-        header, rows = read_csv_rows(root)
-        if not rows:
-            raise DataError(f"{root}: no rows under the header; nothing to index")
-        columns = [h for h in header if h not in ("path", "split")]
-        keep = drop_repeated_paths(root, [ln for ln, _ in rows], [r["path"] for _, r in rows],
-                                   [{c: r[c] for c in columns} for _, r in rows])
-        rows = [rows[i] for i in keep]
-        paths = [r["path"] for _, r in rows]
-        keep, _ = _check_files(root.parent, paths, root, False, [ln for ln, _ in rows])
-        return (root.parent, [paths[i] for i in keep],
-                {c: [rows[i][1][c] for i in keep] for c in columns})
-    if fmt == "folder":
-        if not root.is_dir():
-            raise DataError(f"{root}: folder not found")
-        files = find_images(root)
-        if not files:
-            raise DataError(f"{root}: no images found")
-        rel = [f.relative_to(root).as_posix() for f in files]
-        labels = {"label": [p.split("/")[0] if "/" in p else "" for p in rel]}
-        return root, rel, labels
-    if fmt == "manifest":
-        m = Manifest.from_csv(root)
-        return m.root, list(m.paths), {m.task or "label": [m.classes[y] for y in m.labels.tolist()]}
-    raise ValueError(f"fmt must be csv, folder or manifest; got {fmt!r}")
+    header, rows = read_csv_rows(root)
+    if not rows:
+        raise DataError(f"{root}: no rows under the header; nothing to index")
+    columns = [h for h in header if h not in ("path", "split")]
+    keep = drop_repeated_paths(root, [ln for ln, _ in rows], [r["path"] for _, r in rows],
+                               [{c: r[c] for c in columns} for _, r in rows])
+    rows = [rows[i] for i in keep]
+    paths = [r["path"] for _, r in rows]
+    keep, _ = _check_files(root.parent, paths, root, False, [ln for ln, _ in rows])
+    return (root.parent, [paths[i] for i in keep],
+            {c: [rows[i][1][c] for i in keep] for c in columns})
+
+
+def read_catalog_folder(root) -> tuple[Path, list[str], dict[str, list[str]]]:
+    """Every image under a folder, to index (sub-folder names are kept as ``label``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    files = find_images(root)
+    if not files:
+        raise DataError(f"{root}: no images found")
+    rel = [f.relative_to(root).as_posix() for f in files]
+    labels = {"label": [p.split("/")[0] if "/" in p else "" for p in rel]}
+    return root, rel, labels
+
+
+def read_catalog_manifest(root) -> tuple[Path, list[str], dict[str, list[str]]]:
+    """A manifest CSV's images, to index (its labels are kept under the manifest's task name)."""
+    m = Manifest.from_csv(root)
+    return m.root, list(m.paths), {m.task or "label": [m.classes[y] for y in m.labels.tolist()]}

@@ -16,6 +16,7 @@ from ..config import (
     EPOCHS,
     FRACTION,
     INPUT_SIZE,
+    ITEM_FORMATS,
     LR,
     PIXELS,
     SEED,
@@ -46,7 +47,7 @@ class RetrievalDataConfig:
     format: ``inshop`` (the In-shop benchmark root) or ``csv`` (``path,item_id[,split]``).
     """
 
-    format: Literal["inshop", "csv"]
+    format: Annotated[str, ITEM_FORMATS]
     root: str
     # of the training items, held out for early stopping; 0: query->gallery
     val_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.1

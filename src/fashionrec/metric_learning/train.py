@@ -34,8 +34,9 @@ from .. import distributed
 from ..artifacts import write_text
 from ..checkpoint import Checkpoint
 from ..config import dump_yaml
+from ..data.formats import load_items
 from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
-from ..data.inshop import ItemImages, read_inshop, read_items_csv, read_run_record
+from ..data.inshop import ItemImages, read_run_record
 from ..data.loader import BatchLoader
 from ..distributed import SINGLE, StopSignals, World
 from ..engines.registry import check_training_precision, weights_file
@@ -50,15 +51,6 @@ from .plots import plot_metric_history
 from .sampler import BalancedLoader
 
 MONITOR = "val_recall@1"
-
-
-def load_items(data) -> ItemImages:
-    """The data config's photos, with the seeded ``val`` items split off."""
-    if data.format == "inshop":
-        images = read_inshop(data.root, skip_missing=data.skip_missing)
-    else:
-        images = read_items_csv(data.root, data.test_fraction, data.split_seed, skip_missing=data.skip_missing)
-    return images.with_val(data.val_fraction, data.split_seed)
 
 
 def lr_factor(t, epoch: int) -> float:
