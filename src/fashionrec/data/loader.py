@@ -21,6 +21,15 @@ its row numbers: a pipe carried at most ~2,000-3,000 images/s of 224-px batches 
 bound read-ahead to ``prefetch`` batches: an unbounded queue would decode a whole epoch ahead of a
 slow network and hold it in memory.
 
+With a decoded cache (``cache=``, :mod:`.decoded_cache`) the pixels come from its memory-mapped shards
+instead of the JPEGs: the same bytes the decoder and the resize make, so the same batches, augmented or not
+(augmentation applies after the resize, to exactly what the cache holds), and the rows it recorded as
+undecodable are skipped with the decoder's message.
+
+A batch goes to the workers as ``job_rows``-row jobs (by default its rows shared among the workers), each
+written into its part of the batch's slot: the first batch of an epoch is ready when every worker has done its
+share, not when one worker has done it all.
+
 Images that cannot be decoded are skipped and recorded in ``bad`` (path -> reason); when more
 than ``max_bad_fraction`` of the images seen are bad the loader raises a :class:`DataError`.
 
@@ -48,12 +57,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import stop
 from ..config import AugmentConfig
 from ..errors import DataError
 from .augment import Augmenter
-from .images import DEFAULT_MAX_PIXELS, decode_image, resize
+from .decoded_cache import DecodedCache, decode_resized, ensure_cache
+from .images import DEFAULT_MAX_PIXELS
 from .manifest import Manifest
 from .workers import Workers
 
@@ -95,30 +106,30 @@ def _load_batch(job, out=None):
     """Decode a batch into ``out`` (a new array when None); returns (images, kept rows, bad)."""
     epoch, rows = job
     st = _STATE
-    size, aug, seed = st["size"], st["augmenter"], st["seed"]
+    size, aug, seed, cache = st["size"], st["augmenter"], st["seed"], st["cache"]
     if out is None:
         out = np.empty((len(rows), size, size, 3), np.uint8)
     ok, bad = [], []
     for row in rows:
-        path = st["root"] / st["paths"][row]
         try:
-            img = decode_image(path, max_pixels=st["max_pixels"], target_size=size)  # JPEG draft: ~2x on photos
+            img = (cache.image(st["cache_rows"][row]) if cache is not None else
+                   decode_resized(st["root"] / st["paths"][row], size, st["max_pixels"]))
         except DataError as e:
             bad.append((st["paths"][row], str(e).split(": ", 1)[-1]))
             continue
-        img = resize(img, size)  # augment at the network's size: half the cost of augmenting 300 px
-        if aug is not None:
-            img = aug(img, np.random.default_rng([seed, epoch, row]))
+        if aug is not None:  # a PIL image, as from the decoder: the same pixels, the same augmentation
+            img = aug(img if cache is None else Image.fromarray(np.asarray(img)),
+                      np.random.default_rng([seed, epoch, row]))
         out[len(ok)] = np.asarray(img, dtype=np.uint8)
         ok.append(row)
     return out[: len(ok)], np.asarray(ok, np.int64), bad
 
 
 def _fill_slot(job: bytes) -> dict:
-    """In a worker: decode the batch of ``job`` (int64 epoch, slot, rows...) into its shared-memory slot;
-    only the kept row numbers and the bad images travel back."""
-    epoch, slot, *rows = np.frombuffer(job, np.int64).tolist()
-    _, ok, bad = _load_batch((epoch, rows), _STATE["slots"][slot])
+    """In a worker: decode the rows of ``job`` (int64 epoch, slot, start, rows...) into its shared-memory slot
+    from row ``start`` on; only the kept row numbers and the bad images travel back."""
+    epoch, slot, start, *rows = np.frombuffer(job, np.int64).tolist()
+    _, ok, bad = _load_batch((epoch, rows), _STATE["slots"][slot, start:start + len(rows)])
     return {"ok": ok.tolist(), "bad": bad}
 
 
@@ -129,7 +140,11 @@ class BatchLoader:
                  augment: AugmentConfig | None = None, seed: int = 0, workers: int = 0,
                  drop_last: bool = False, max_bad_fraction: float = 0.01,
                  max_pixels: int = DEFAULT_MAX_PIXELS, limit_batches: int | None = None,
-                 prefetch: int | None = None, rank: int = 0, world_size: int = 1, shard_by: str = "batch"):
+                 prefetch: int | None = None, rank: int = 0, world_size: int = 1, shard_by: str = "batch",
+                 cache: DecodedCache | str | Path | None = None, job_rows: int | None = None):
+        """``cache``: a :class:`DecodedCache` of ``images`` (or of a set they are part of) at ``input_size``, or its
+        folder (built there first when missing or stale); ``job_rows``: rows per worker job (default: a batch
+        shared among the workers)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         if input_size < 16:
@@ -143,6 +158,11 @@ class BatchLoader:
             raise ValueError(f"rank must be in [0, world_size) and world_size >= 1; got rank {rank} of {world_size}")
         if shard_by not in SHARDINGS:
             raise ValueError(f"shard_by must be one of {', '.join(SHARDINGS)}; got {shard_by!r}")
+        if job_rows is not None and job_rows < 1:
+            raise ValueError(f"job_rows must be >= 1; got {job_rows}")
+        if cache is not None and not isinstance(cache, DecodedCache):
+            cache = ensure_cache(cache, images, input_size, max_pixels=max_pixels, workers=workers, progress=False,
+                                 log=lambda *_: None)
         self.images = images
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -152,13 +172,16 @@ class BatchLoader:
         self.max_bad_fraction = max_bad_fraction
         self.limit_batches = limit_batches
         self.prefetch = prefetch  # batches decoded ahead of the consumer (shared-memory slots)
+        self.job_rows = job_rows
+        self.cache = cache
         self.rank, self.world_size, self.shard_by = rank, world_size, shard_by
         self.sharded = world_size > 1
         self.bad: dict[str, str] = {}
         self._seen = 0
         augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
         self._state = dict(root=images.root, paths=list(images.paths), size=input_size,
-                           augmenter=augmenter, seed=seed, max_pixels=max_pixels)
+                           augmenter=augmenter, seed=seed, max_pixels=max_pixels, cache=cache,
+                           cache_rows=None if cache is None else cache.rows_of(images, input_size, max_pixels))
         self._workers = None
         self._slots = None
 
@@ -217,28 +240,35 @@ class BatchLoader:
             self._workers = Workers(self.workers, functools.partial(_init_worker, state), _fill_slot,
                                     name="loader worker")
         jobs, slots, free = self._jobs(epoch), deque(), list(range(self.prefetch))
+        collecting = False  # between a batch's first answer and its last
 
         def submit():
             job = next(jobs, None)
             if job is not None:
-                slot = free.pop()
-                self._workers.submit(np.array([job[0], slot, *job[1]], np.int64).tobytes())
-                slots.append(slot)
+                slot, rows = free.pop(), job[1]
+                step = self.job_rows or max(1, -(-len(rows) // self.workers))
+                starts = range(0, max(len(rows), 1), step)  # one job for a batch with no rows on this rank
+                for start in starts:
+                    self._workers.submit(np.array([job[0], slot, start, *rows[start:start + step]], np.int64).tobytes())
+                slots.append((slot, starts))
 
         try:
             for _ in range(self.prefetch):
                 submit()
             while slots:
                 stop.check()  # a Ctrl-C that a __del__ or an at-fork hook swallowed still stops the next batch
-                slot = slots.popleft()
-                answer = self._workers.next_result()
-                rows = np.asarray(answer["ok"], np.int64)
-                x = self._slots[slot, :len(rows)].copy()  # the consumer may keep x; the slot is reused now
+                slot, starts = slots.popleft()
+                collecting = True
+                answers = [self._workers.next_result() for _ in starts]
+                collecting = False
+                # the consumer may keep x, so a copy: the slot is reused now (each job's kept rows, gaps closed)
+                x = np.concatenate([self._slots[slot, start:start + len(a["ok"])] for start, a in zip(starts, answers)])
                 free.append(slot)
                 submit()
-                yield x, rows, [tuple(b) for b in answer["bad"]]
+                rows = np.asarray([r for a in answers for r in a["ok"]], np.int64)
+                yield x, rows, [tuple(b) for a in answers for b in a["bad"]]
         except BaseException:  # GeneratorExit too: the consumer stopped early
-            if slots:  # workers may still be writing into slots: stop them; the next epoch starts anew
+            if slots or collecting:  # workers may still be writing into slots: stop them; the next epoch starts anew
                 self.close()
             raise
 
