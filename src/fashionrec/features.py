@@ -18,14 +18,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data.images import decode_image, resize
 from .data.loader import BatchLoader, ImageSource
 from .errors import UserError
 from .label_metrics import softmax
+from .query_images import QueryImages
 from .runs import load_classifier, sha256_file
 
 
-class FeatureExtractor:
+class FeatureExtractor(QueryImages):
     """Several trained runs used as one feature extractor (heads stripped, features concatenated)."""
 
     def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32"):
@@ -72,18 +72,6 @@ class FeatureExtractor:
             # an embedding run (fashionrec metric) has no classes: its probabilities are (N, 0)
             probs.append(softmax(logits) if logits.shape[-1] else logits.astype(np.float32, copy=False))
         return np.concatenate(feats, axis=1), probs
-
-    def preprocess(self, images) -> np.ndarray:
-        """PIL images -> a uint8 batch (N, H, W, 3), exactly as the loader makes it."""
-        return np.stack([np.asarray(resize(img, self.input_size), dtype=np.uint8) for img in images])
-
-    def extract_images(self, images) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self.extract_batch(self.preprocess(images))
-
-    def extract_files(self, paths, max_pixels: int | None = None):
-        """Decode files (errors name the file) and extract them in one batch."""
-        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return self.extract_images([decode_image(p, target_size=self.input_size, **kw) for p in paths])
 
     def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
                         max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):

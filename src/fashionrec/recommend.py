@@ -25,7 +25,7 @@ from .catalog_index import CatalogIndex, resolve_run
 from .data.images import DEFAULT_MAX_PIXELS
 from .engines.registry import PRECISION_NAMES as PRECISIONS
 from .errors import UserError
-from .features import FeatureExtractor
+from .onnx_runtime import OnnxExtractor, choose_runtime
 
 
 @dataclass
@@ -52,19 +52,30 @@ def prepare_query(index: CatalogIndex, where=None, rerank: dict | None = None, b
 
 
 class Recommender:
-    def __init__(self, index: CatalogIndex, extractor: FeatureExtractor):
+    def __init__(self, index: CatalogIndex, extractor):
         self.index = index
-        self.extractor = extractor
+        self.extractor = extractor  # a FeatureExtractor (torch, mxnet) or an OnnxExtractor
+        self.runtime = getattr(extractor, "runtime", "torch")  # onnx-fp32, onnx-int8 or torch
         self._path_to_id = None
 
     @classmethod
-    def load(cls, index_dir, extractors=None, device: str = "auto") -> Recommender:
+    def load(cls, index_dir, extractors=None, device: str = "auto", runtime: str = "auto",
+             onnx_precision: str = "auto") -> Recommender:
         """Load ``index_dir``; ``extractors`` (run directories) default to those it was built with."""
-        return cls.from_index(CatalogIndex.load(index_dir), extractors, device)
+        return cls.from_index(CatalogIndex.load(index_dir), extractors, device, runtime, onnx_precision)
 
     @classmethod
-    def from_index(cls, index: CatalogIndex, extractors=None, device: str = "auto") -> Recommender:
-        """A loaded index with its extractors (checked by weight hash), e.g. after checking a request on it."""
+    def from_index(cls, index: CatalogIndex, extractors=None, device: str = "auto", runtime: str = "auto",
+                   onnx_precision: str = "auto") -> Recommender:
+        """A loaded index with its extractors (checked by weight hash), e.g. after checking a request on it.
+
+        ``runtime``: ``onnx`` runs the index's exported graphs on ONNX Runtime without importing torch
+        (``onnx_precision`` ``fp32``, ``int8`` or ``auto``: int8 when exported), ``torch`` the runs' networks,
+        ``auto`` ONNX when the index has graphs (:func:`fashionrec.onnx_runtime.choose_runtime`)."""
+        if choose_runtime(index, runtime, extractors, device) == "onnx":
+            return cls(index, OnnxExtractor(index, onnx_precision))
+        from .features import FeatureExtractor  # torch (or mxnet): imported only when they run the queries
+
         index_dir = index.directory
         recorded = index.meta["extractors"]
         runs = list(extractors) if extractors else [resolve_run(index.directory, e) for e in recorded]

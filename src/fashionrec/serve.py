@@ -283,7 +283,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
     def healthz():
         """Liveness, and what the server has loaded."""
         return {"status": "ok", "version": __version__, "items": n_items, "dim": recommender.index.meta["dim"],
-                "tasks": tasks, "max_k": max_k, "max_upload_bytes": max_upload_bytes}
+                "tasks": tasks, "max_k": max_k, "max_upload_bytes": max_upload_bytes, "runtime": recommender.runtime}
 
     @app.post("/recommend")
     async def recommend(request: Request,
@@ -332,12 +332,14 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
 
 
 def serve(index_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, log=print) -> None:
-    """Load the index and its extractors once, then serve until interrupted."""
+          max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, log=print, runtime: str = "auto",
+          onnx_precision: str = "auto") -> None:
+    """Load the index and its extractors once (``runtime``/``onnx_precision``: see
+    :meth:`Recommender.from_index <fashionrec.recommend.Recommender.from_index>`), then serve until interrupted."""
     import uvicorn
 
-    recommender = Recommender.load(index_dir, device=device)
+    recommender = Recommender.load(index_dir, device=device, runtime=runtime, onnx_precision=onnx_precision)
     app = create_app(recommender, max_upload_bytes=max_upload_bytes)
     log(f"serving {len(recommender.index.items)} items from {index_dir} on http://{host}:{port}/ "
-        f"(API docs at /docs; Ctrl-C stops)")
+        f"(runtime {recommender.runtime}; API docs at /docs; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
