@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashionrec.catalog_index import CatalogIndex, build_index, remove_items
+from fashionrec.catalog_index import CatalogIndex, build_index, remove_items, update_index
 from fashionrec.config import IndexConfig, from_dict
 from fashionrec.errors import UserError
 from fashionrec.onnx_export import export_onnx
@@ -220,16 +220,24 @@ def test_export_onto_a_folder_that_is_not_ours_is_refused_and_nothing_is_lost(li
     assert record["graphs"]["fp32"][0]["file"] == "model.onnx" and record["input_size"] == SIZE
 
 
-def test_graphs_survive_editing_the_index_and_bad_records_are_one_line(lite_index, work, catalog, tmp_path):
-    index = tmp_path / "index"
-    shutil.copytree(lite_index, index)
-    cfg = from_dict(IndexConfig, {"catalog": {"format": "csv", "root": str(catalog)},
-                                  "extractors": [str(work / "runs" / "lite-a")], "output": str(index),
-                                  "backend": "brute"})
-    first = CatalogIndex.load(index).items[0]["path"]
+def test_graphs_survive_editing_the_index_and_bad_records_are_one_line(catalog, tmp_path):
+    half = catalog.with_name("half.csv")
+    lines = catalog.read_text().splitlines()
+    half.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    run = make_run(tmp_path / "runs" / "lite-c", "efficientnet_lite0", "category", 7)
+    index = make_index(half, [run], tmp_path / "index")
+    export_onnx(index, int8=True, calibration_images=8, **QUIET)
+    graphs = json.loads((index / "index.json").read_text())["onnx"]
+    cfg = from_dict(IndexConfig, {"catalog": {"format": "csv", "root": str(catalog)}, "extractors": [str(run)],
+                                  "output": str(index), "backend": "brute", "workers": 0, "device": "cpu"})
+    build_index(cfg, append=True, progress=False, **QUIET)  # the same extractors: their graphs stay
+    first, second = (it["path"] for it in CatalogIndex.load(index).items[:2])
     remove_items(cfg, [first], progress=False, **QUIET)
+    (tmp_path / "stock.csv").write_text(f"path,price\n{second},12.5\n")
+    update_index(cfg, tmp_path / "stock.csv", **QUIET)
     rec = Recommender.load(index)
-    assert rec.runtime == "onnx-int8" and len(rec.index.items) == len(CatalogIndex.load(lite_index).items) - 1
+    assert rec.runtime == "onnx-int8" and len(rec.index.items) == len(lines) - 2
+    assert rec.index.items[0]["price"] == "12.5" and rec.index.meta["onnx"] == graphs
     meta = json.loads((index / "index.json").read_text())
     meta["onnx"]["graphs"]["int8"][0]["file"] = "../../elsewhere.onnx"
     (index / "index.json").write_text(json.dumps(meta))

@@ -365,6 +365,7 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log,
         "label_columns": [c for c in columns if c not in ("id", "path")],
         "attributes": attributes,
         "rerank": rerank,
+        **({"onnx": old.meta["onnx"]} if old and "onnx" in old.meta else {}),  # the same extractors' graphs
     }
     CatalogIndex(out, features, items, meta, knn).save(out, bad=bad)
     if bad:
