@@ -259,6 +259,13 @@ def test_export_command(lite_index, tmp_path):
     assert not (index / "onnx" / "0-category.int8.onnx").exists()
 
 
+def test_the_cli_options_offer_what_the_library_takes():
+    import fashionrec.onnx_cli as cli
+    import fashionrec.onnx_runtime as runtime
+
+    assert cli.RUNTIMES == runtime.RUNTIMES and cli.PRECISIONS == runtime.PRECISIONS
+
+
 @pytest.mark.mxnet
 def test_an_mxnet_run_exports_as_the_same_network(work, catalog, tmp_path):
     run = make_run(tmp_path / "mx", "bninception", "category", 5, engine="mxnet")

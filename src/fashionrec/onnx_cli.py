@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import click
 
-from .onnx_runtime import PRECISIONS, RUNTIMES
-
 SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
+# onnx_runtime's RUNTIMES and PRECISIONS (a test checks), written out: importing it (numpy, the k-NN package)
+# would slow every command's start
+RUNTIMES = ("auto", "onnx", "torch")
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 def runtime_options(fn):
