@@ -9,7 +9,7 @@ For each (engine, arch), with the committed paper config (``configs/pretrain/<ar
 optimiser, learning rate, batch size) and only size, engine, data and epoch count overridden:
 
 - **step**: ``train_step`` on one ready batch repeated: the network and optimiser alone;
-- **pipeline**: ``fashionrec.train.train`` for ``--epochs`` epochs of at most ``--batches`` batches
+- **pipeline**: ``fashionrec.training.train`` for ``--epochs`` epochs of at most ``--batches`` batches
   on the synthetic DeepFashion tree: the loader decoding and augmenting JPEGs, the loop, the
   checkpoint. The loop's own ``train_images_per_s`` (history.jsonl) of the last epoch is the
   number (on a GPU the first epoch also autotunes cuDNN). On CUDA, the GPU's busy share (NVML's
@@ -105,7 +105,7 @@ class GPUBusy:
 
 
 def pipeline_rate(cfg) -> tuple[float, int, float | None]:
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     if cfg.run_dir.exists():
         shutil.rmtree(cfg.run_dir)
@@ -118,7 +118,7 @@ def pipeline_rate(cfg) -> tuple[float, int, float | None]:
 def loader_rate(cfg, workers: int) -> float:
     """Images/s of the training loader alone (decode, resize, augment): no network."""
     from fashionrec.data.formats import load_manifest
-    from fashionrec.train import make_loaders
+    from fashionrec.training.objectives.classification import make_loaders
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=workers))
     train_loader, val_loader = make_loaders(cfg, load_manifest(cfg.data, cfg.task))
@@ -148,7 +148,7 @@ def markdown(report: dict, out_path) -> str:
              f"mxnet {report['machine']['mxnet']}; device {a['device']}.", "",
              f"Pretrain (category) at {a['size']} px with each committed paper config's optimiser and "
              + (f"batch size {a['batch_size']} (not the config's); " if a.get("batch_size") else "batch size; ") +
-             f"'step' is `train_step` on a ready batch, 'pipeline' is `fashionrec.train.train` for "
+             f"'step' is `train_step` on a ready batch, 'pipeline' is `fashionrec.training.train` for "
              f"{a.get('epochs', 1)} epoch(s) of at most {a['batches']} batches (the last epoch's rate) on the "
              f"synthetic DeepFashion JPEGs with {a['workers']} loader worker(s) "
              f"(decode and resize; pretrain has no augmentation; the loop; the checkpoint).", "",

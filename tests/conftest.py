@@ -35,7 +35,7 @@ def synth_root(tmp_path_factory):
 def extractor_runs(synth_root, tmp_path_factory):
     """Two small trained BN-Inception runs (category, texture) on the synthetic Fashion tree."""
     from fashionrec.config import StageConfig, from_dict
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     out = tmp_path_factory.mktemp("runs")
     runs = {}

@@ -10,7 +10,7 @@ from PIL import Image
 from fashionrec.cli import main
 from fashionrec.data.manifest import Manifest
 from fashionrec.errors import DataError
-from fashionrec.train import train
+from fashionrec.training import train
 from test_train import stage_config
 
 

@@ -262,3 +262,42 @@ def test_bench_cache_runs_end_to_end_and_reports_identical_batches(tmp_path):
     assert all(r["jpeg"]["img_s"] > 0 and r["cache"]["img_s"] > 0 for r in report["results"])
     text = md.read_text()
     assert text.count("<!-- cache:start -->") == 1 and "| none | 1 |" in text and "First batch" in text
+
+
+def test_training_with_data_cache_is_the_same_run_and_fashionrec_cache_builds_it_first(synth_root, tmp_path):
+    """``data.cache`` in a config: `fashionrec cache` builds it, training reads it, and the run's history is
+    the one training from the JPEGs gives (same seed, same batches, same losses)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from fashionrec.cli import main
+
+    def config(name: str, cache=None) -> Path:
+        raw = {"stage": "pretrain", "task": "category", "engine": "torch",
+               "data": {"format": "csv", "root": str(synth_root / "fashion" / "category.csv"), "cache": cache},
+               "model": {"arch": "alexnet", "input_size": 64},
+               "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "max_epochs": 2, "workers": 0,
+                         "device": "cpu", "limit_train_batches": 3, "top_k": 3},
+               "output": {"dir": str(tmp_path / "runs"), "name": name}}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    cache = tmp_path / "decoded"
+    built = CliRunner().invoke(main, ["cache", "-c", str(config("cached", str(cache))), "--no-progress"])
+    assert built.exit_code == 0, built.output
+    assert "images at 64 px" in built.output and (cache / "cache.json").is_file()
+    mtime = (cache / "cache.json").stat().st_mtime_ns
+    for path in (config("cached", str(cache)), config("jpegs")):
+        r = CliRunner().invoke(main, ["pretrain", "-c", str(path), "--no-progress"])
+        assert r.exit_code == 0, r.output
+        assert "building the decoded cache" not in r.output  # built by `fashionrec cache`, reused
+    assert (cache / "cache.json").stat().st_mtime_ns == mtime
+
+    def history(name):
+        rows = [json.loads(line) for line in (tmp_path / "runs" / "pretrain" / name / "history.jsonl").open()]
+        return [(r["train_loss"], r["val_loss"], r["val_acc"]) for r in rows]
+
+    assert history("cached") == history("jpegs")
+    unset = CliRunner().invoke(main, ["cache", "-c", str(config("jpegs")), "--no-progress"])
+    assert unset.exit_code == 2 and "data.cache: not set" in unset.output

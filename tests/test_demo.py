@@ -7,7 +7,7 @@ import pytest
 from fashionrec.config import StageConfig
 from fashionrec.demo import load_demo_config, run_demo
 from fashionrec.runs import read_model_json
-from fashionrec.train import train
+from fashionrec.training import train
 
 # Chance is 1/9 (category) and 1/5 (texture; pretraining sees 12 texture attribute names).
 # The margins hold run after run (training is seeded on the CPU); they are not lucky numbers.

@@ -27,7 +27,7 @@ from fashionrec.config import StageConfig, from_dict
 from fashionrec.data.loader import BatchLoader, ImageSource
 from fashionrec.errors import DataError, UserError
 from fashionrec.runs import read_model_json
-from fashionrec.train import train
+from fashionrec.training import train
 
 
 def free_port() -> int:
@@ -137,7 +137,7 @@ def _tiny_classifier():
 
 
 def _rank_worker(rank: int, port: int, out: str):
-    from fashionrec.train import agree_on_step
+    from fashionrec.training import agree_on_step
 
     torch.set_num_threads(1)
     distributed.import_lazy_torch_modules()  # or the group outlives destroy_process_group: SIGABRT at exit

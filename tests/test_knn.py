@@ -351,7 +351,7 @@ def test_a_registered_backend_gets_the_facade(gaussian, tmp_path, monkeypatch):
     """One class and one registration: parameters, exact re-ranking, exclude, save and load."""
     from fashionrec.knn import base
 
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base.BACKEND_REGISTRY, "_things", base.BACKEND_REGISTRY.registered())
     base.register(_RoundedBackend)
     with pytest.raises(ValueError, match="already registered"):
         base.register(_RoundedBackend)
@@ -597,7 +597,8 @@ def test_a_new_backend_is_one_module_with_its_parameters_reached_from_an_index_c
     from fashionrec.config_ranges import ranges_table
     from fashionrec.knn import base
 
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
+    # the registration ends with the test
+    monkeypatch.setattr(base.BACKEND_REGISTRY, "_things", base.BACKEND_REGISTRY.registered())
     package = tmp_path / "shop_backends"
     package.mkdir()
     (package / "__init__.py").write_text("")

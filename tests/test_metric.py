@@ -160,7 +160,7 @@ def quiet(*_):
 
 @pytest.fixture(scope="module")
 def metric_run(synth_root, tmp_path_factory):
-    from fashionrec.metric_learning.train import train_metric
+    from fashionrec.training import train as train_metric
 
     return train_metric(small_config(synth_root, tmp_path_factory.mktemp("metric")), progress=False, log=quiet)
 
@@ -184,7 +184,7 @@ def test_warm_up_epochs_leave_the_backbone_alone(synth_root, tmp_path, metric_ru
     from safetensors.numpy import load_file
 
     from fashionrec.metric_learning.model import Embedder
-    from fashionrec.metric_learning.train import train_metric
+    from fashionrec.training import train as train_metric
 
     run = train_metric(small_config(synth_root, tmp_path, max_epochs=1, patience=1), progress=False, log=quiet)
     trained = load_file(str(run / "last/weights.safetensors"))
@@ -195,7 +195,7 @@ def test_warm_up_epochs_leave_the_backbone_alone(synth_root, tmp_path, metric_ru
 
 
 def test_resume_ends_like_an_uninterrupted_run(synth_root, tmp_path, metric_run):
-    from fashionrec.metric_learning.train import train_metric
+    from fashionrec.training import train as train_metric
 
     cfg = small_config(synth_root, tmp_path, max_epochs=1)
     train_metric(cfg, progress=False, log=quiet)
@@ -247,7 +247,7 @@ def test_an_embedding_run_indexes_beside_the_classifiers(metric_run, extractor_r
 
 def test_an_mxnet_init_run_is_refused_in_one_line(synth_root, tmp_path):
     from fashionrec.errors import UserError
-    from fashionrec.metric_learning.train import train_metric
+    from fashionrec.training import train as train_metric
 
     fake = tmp_path / "mx"
     fake.mkdir()
@@ -280,8 +280,8 @@ def test_an_embedding_beats_classification_features_on_recall_at_1(tmp_path):
     from fashionrec.config import StageConfig
     from fashionrec.data.synth import synthesize
     from fashionrec.metric_learning.embedding_scores import evaluate_embedding_run
-    from fashionrec.metric_learning.train import train_metric
-    from fashionrec.train import train
+    from fashionrec.training import train
+    from fashionrec.training import train as train_metric
 
     size = 40
     synthesize(tmp_path / "synth", n=300, size=size, progress=False)
@@ -317,7 +317,7 @@ def test_the_command_has_help():
 def test_a_shop_csv_trains_too(synth_root, tmp_path):
     """A shop's photos as path,item_id (no split column): split by item, trained, scored."""
     from fashionrec.data.inshop import read_inshop
-    from fashionrec.metric_learning.train import train_metric
+    from fashionrec.training import train as train_metric
 
     tree = read_inshop(synth_root / "inshop")
     csv = tmp_path / "shop.csv"
@@ -458,7 +458,7 @@ def test_a_new_loss_is_one_module_registered_and_named_in_a_config(tmp_path, mon
     from fashionrec.config_ranges import ranges_table
     from fashionrec.metric_learning.losses import base
 
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
+    monkeypatch.setattr(base.LOSSES, "_things", base.LOSSES.registered())  # the registration ends with the test
     package = tmp_path / "shop_losses"
     package.mkdir()
     (package / "__init__.py").write_text("")

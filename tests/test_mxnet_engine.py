@@ -6,11 +6,11 @@ import pytest
 from fashionrec.catalog_index import build_index
 from fashionrec.config import IndexConfig, StageConfig, from_dict
 from fashionrec.engines.factory import build_classifier
-from fashionrec.errors import UserError
+from fashionrec.errors import TrainingInterrupted, UserError
 from fashionrec.evaluate import evaluate_run
 from fashionrec.recommend import Recommender
 from fashionrec.runs import convert_run, load_classifier, read_model_json
-from fashionrec.train import TrainingInterrupted, train
+from fashionrec.training import train
 
 pytest.importorskip("mxnet")  # an optional extra: the environment without it skips this file
 

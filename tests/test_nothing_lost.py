@@ -166,7 +166,7 @@ def test_k_larger_than_the_catalog_is_one_line_of_ours(built_index, synth_root):
 # ------------------------------------------------------------------------------- run folders
 
 def _train_quick(tmp_path, synth_root, **kw):
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1, name="r")
@@ -175,7 +175,7 @@ def _train_quick(tmp_path, synth_root, **kw):
 
 def test_training_refuses_a_folder_with_a_strangers_file(tmp_path, synth_root):
     from fashionrec.errors import UserError
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1, name="r")
@@ -188,7 +188,7 @@ def test_training_refuses_a_folder_with_a_strangers_file(tmp_path, synth_root):
 
 def test_force_replaces_a_finished_run_only(tmp_path, synth_root):
     from fashionrec.errors import UserError
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     cfg, run = _train_quick(tmp_path, synth_root)
     with pytest.raises(UserError, match="--force"):
@@ -205,7 +205,7 @@ def test_force_replaces_a_finished_run_only(tmp_path, synth_root):
 def test_two_runs_into_one_folder_the_second_fails_at_once(tmp_path, synth_root):
     from fashionrec.artifacts import exclusive_lock
     from fashionrec.errors import UserError
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1, name="r")
@@ -230,7 +230,7 @@ def test_two_runs_into_one_folder_the_second_fails_at_once(tmp_path, synth_root)
 
 def test_a_run_that_aborts_before_its_first_epoch_leaves_no_folder(tmp_path, synth_root):
     from fashionrec.errors import UserError
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1, name="r")

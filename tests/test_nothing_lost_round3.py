@@ -31,7 +31,7 @@ def _quiet(*_):
 
 @pytest.fixture()
 def finished_run(tmp_path, synth_root):
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=1, limit=1, name="r")
@@ -40,7 +40,7 @@ def finished_run(tmp_path, synth_root):
 
 
 def test_force_with_a_typo_in_the_data_root_keeps_the_old_run(finished_run, tmp_path):
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     cfg, run, before = finished_run
     cfg.data.root = str(tmp_path / "no-such-dataset")
@@ -52,7 +52,7 @@ def test_force_with_a_typo_in_the_data_root_keeps_the_old_run(finished_run, tmp_
 
 
 def test_force_that_diverges_keeps_the_old_run(finished_run):
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     cfg, run, before = finished_run
     cfg.train.lr, cfg.train.optimizer = 1e12, "sgd"
@@ -62,22 +62,23 @@ def test_force_that_diverges_keeps_the_old_run(finished_run):
 
 
 def test_ctrl_c_before_the_first_epoch_of_a_force_run_keeps_the_old_run(finished_run, monkeypatch):
-    from fashionrec import train as train_module
     from fashionrec.errors import TrainingInterrupted
+    from fashionrec.training import train
+    from fashionrec.training.objectives import classification
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_run_epoch", interrupted)
+    monkeypatch.setattr(classification, "_run_epoch", interrupted)
     cfg, run, before = finished_run
     with pytest.raises(TrainingInterrupted, match="is unchanged"):
-        train_module.train(cfg, progress=False, log=_quiet, force=True)
+        train(cfg, progress=False, log=_quiet, force=True)
     assert _tree(run) == before
     assert sorted(p.name for p in run.parent.iterdir() if not p.name.endswith(".lock")) == ["r"]
 
 
 def test_force_swaps_in_the_new_run_after_its_first_epoch(finished_run):
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     cfg, run, before = finished_run
     cfg.train.max_epochs = 2
@@ -90,7 +91,7 @@ def test_force_swaps_in_the_new_run_after_its_first_epoch(finished_run):
 
 
 def test_finetune_force_into_its_own_init_run_is_refused(finished_run, tmp_path, synth_root):
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     _, run, before = finished_run
@@ -104,7 +105,7 @@ def test_finetune_force_into_its_own_init_run_is_refused(finished_run, tmp_path,
 
 
 def test_force_never_replaces_a_run_of_another_stage(finished_run, tmp_path, synth_root):
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     _, run, before = finished_run  # a pretrain run at runs/pretrain/r

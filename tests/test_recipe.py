@@ -13,7 +13,7 @@ from PIL import Image
 from fashionrec.config import AugmentConfig, StageConfig, TrainConfig, from_dict, load_config
 from fashionrec.data.augment import Augmenter, crop_box
 from fashionrec.errors import ConfigError
-from fashionrec.train import scheduled_lr
+from fashionrec.training import scheduled_lr
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -123,7 +123,7 @@ def test_random_resized_crop_keeps_the_paper_draws_and_stays_in_range():
 
 def test_the_small_data_recipe_trains_on_a_csv(synth_root, tmp_path):
     """configs/small-data/pretrain-scratch.yaml as committed (smaller and shorter), end to end."""
-    from fashionrec.train import train
+    from fashionrec.training import train
 
     cfg = load_config(StageConfig, CONFIGS / "small-data" / "pretrain-scratch.yaml", [
         f"data.root={synth_root / 'fashion' / 'category.csv'}", "data.classes=null", "model.input_size=32",

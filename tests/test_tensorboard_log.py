@@ -48,7 +48,7 @@ def test_a_training_stage_writes_its_scalars(tmp_path, synth_root):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from fashionrec.train import train
+    from fashionrec.training import train
     from test_train import stage_config
 
     cfg = stage_config(tmp_path, synth_root / "deepfashion", epochs=2, limit=1)

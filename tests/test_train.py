@@ -8,10 +8,10 @@ import yaml
 
 from fashionrec.checkpoint import Checkpoint
 from fashionrec.config import StageConfig, from_dict
-from fashionrec.errors import UserError
+from fashionrec.errors import TrainingInterrupted, UserError
 from fashionrec.evaluate import evaluate_run
 from fashionrec.runs import load_classifier, read_model_json
-from fashionrec.train import TrainingInterrupted, train
+from fashionrec.training import train
 
 
 def stage_config(tmp_path, root, *, task="category", stage="pretrain", arch="bninception", fmt="deepfashion",

@@ -26,7 +26,7 @@ from .configload import load_config as load_config
 from .configload import read_yaml as read_yaml
 from .configload import to_dict as to_dict
 from .configtypes import Choice, Named, OneOf, Range
-from .engines.registry import ARCH_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
+from .engines.registry import ARCH_NAMES, DEVICE_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
 from .errors import ConfigError
 from .knn import backend_choices
 
@@ -80,6 +80,9 @@ class DataConfig:
     max_bad_fraction: Annotated[float, FRACTION] = 0.01  # abort if more than this share of images cannot be decoded
     max_pixels: Annotated[int, PIXELS] = 40_000_000  # refuse larger images (decompression bombs)
     skip_missing: bool = False  # skip (and count) listed images whose file is missing
+    # a folder for the images decoded and resized once (memory-mapped shards, fashionrec.data.decoded_cache):
+    # epochs after the first never touch a JPEG; built on first use, rebuilt when the rows or size change
+    cache: str | None = None
 
 
 @dataclass
@@ -88,39 +91,48 @@ class ModelConfig:
     input_size: Annotated[int, INPUT_SIZE] = 224
 
 
-@dataclass
-class TrainConfig:
-    optimizer: Literal["sgd", "adam", "adamw"]  # adamw: Adam with decoupled weight decay (Loshchilov & Hutter)
+@dataclass(kw_only=True)
+class TrainingBlock:
+    """The ``train`` keys every training objective shares (the Trainer's, the engine's and the optimiser's);
+    each objective's block (:class:`TrainConfig`, the metric stage's ``MetricTrainConfig``) adds its own."""
+
     lr: Annotated[float, LR]  # of the run, however many ranks (torchrun) share it
     # the run's global batch: under torchrun each of N ranks takes batch_size / N (a multiple of N)
     batch_size: Annotated[int, BATCH]
     weight_decay: Annotated[float, WEIGHT_DECAY] = 0.0
-    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9  # SGD only
     max_epochs: Annotated[int, EPOCHS] = 30
-    patience: Annotated[int, EPOCHS] = 3  # early stopping: epochs without a lower validation loss
-    top_k: Annotated[int, Range(ge=1, le=1000)] = 5  # top-K accuracy reported (paper: 5 for category, 3 for texture)
+    patience: Annotated[int, EPOCHS] = 3  # early stopping: epochs without a better validation value
     seed: Annotated[int, SEED] = 0
     workers: Annotated[int, WORKERS] = 1  # decoding worker processes; 0 decodes in the main process
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICE_NAMES] = "auto"
     limit_train_batches: Annotated[int, Range(ge=1)] | None = None  # cap batches per epoch (quick runs, benchmarks)
+    sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
+    precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
+    # Fine-tuning a pretrained backbone (torch engine): the backbone learns at this share of train.lr, the
+    # new head (or embedding) at train.lr (parameter groups)
+    backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
+    freeze_batchnorm: bool = False  # keep the BatchNorm statistics the backbone came with (eval-mode BatchNorm)
+
+    def __post_init__(self):
+        check_ranges(self)
+
+
+@dataclass(kw_only=True)
+class TrainConfig(TrainingBlock):
+    """The classification objective's ``train`` block: the shared keys and these."""
+
+    optimizer: Literal["sgd", "adam", "adamw"]  # adamw: Adam with decoupled weight decay (Loshchilov & Hutter)
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9  # SGD only
+    top_k: Annotated[int, Range(ge=1, le=1000)] = 5  # top-K accuracy reported (paper: 5 for category, 3 for texture)
     # The small-data recipe's knobs (configs/small-data/); the defaults are the paper's settings.
     # targets (1 - e) one-hot + e / classes (Szegedy et al. 2016)
     label_smoothing: Annotated[float, Range(ge=0, le=0.99)] = 0.0
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr down to 0 at max_epochs, every step
     # linear warm-up to lr over these (fractional) epochs, every step
     warmup_epochs: Annotated[float, Range(ge=0, le=100_000)] = 0.0
-    sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
-    precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
-    # Fine-tuning a pretrained backbone (configs/small-data/finetune-pretrained.yaml; torch engine):
-    # the backbone learns at this share of train.lr, the new head at train.lr (parameter groups)
-    backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
     # the first epochs train the head only (the backbone's weights frozen), so its random start does not
     # send large gradients through the pretrained features
     freeze_backbone_epochs: Annotated[int, Range(ge=0, le=100_000)] = 0
-    freeze_batchnorm: bool = False  # keep the BatchNorm statistics the backbone came with (eval-mode BatchNorm)
-
-    def __post_init__(self):
-        check_ranges(self)
 
 
 FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
@@ -258,7 +270,7 @@ class IndexConfig:
     l2_normalize: bool = False  # normalise each extractor's block before concatenating (before its weight)
     batch_size: Annotated[int, BATCH] = 32
     workers: Annotated[int, WORKERS] = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICE_NAMES] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
     # hybrid re-ranking (fashionrec.hybrid): catalog column -> weight of its agreement with the query
     rerank: dict[str, Annotated[float, Range(ge=0)]] = field(default_factory=dict)

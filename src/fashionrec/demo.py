@@ -57,7 +57,7 @@ def metric_step(data: Path, runs: Path, finetuned: dict, quick: bool, progress: 
     its query -> gallery Recall@K beside both classifiers' features on the same images."""
     from .metric_learning.config import MetricConfig, check_metric_config
     from .metric_learning.embedding_scores import evaluate_embedding_run, format_embedding_report
-    from .metric_learning.train import train_metric
+    from .training import train as train_metric
 
     overrides = [f"data.root={data / 'inshop'}", f"output.dir={runs}"]
     if quick:
@@ -127,7 +127,7 @@ def _run_demo(out: Path, quick: bool, engine: str, progress: bool, log) -> dict:
     from .data.synth import synthesize
     from .evaluate import evaluate_index, evaluate_run, format_report, format_retrieval
     from .recommend import Recommender, format_results
-    from .train import train
+    from .training import train
 
     t0 = time.perf_counter()
     data, runs, index_dir, pretrained_dir = out / "data", out / "runs", out / "index", out / "index-pretrained"

@@ -68,6 +68,10 @@ class Registry:
 
         return add(thing) if thing is not None else add
 
+    def registered(self) -> dict:
+        """What is registered so far, without importing anything (for use while a module registers)."""
+        return dict(self._things)
+
     def unregister(self, name: str) -> None:
         self._things.pop(name, None)
 

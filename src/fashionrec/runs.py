@@ -14,14 +14,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .artifacts import ArtifactKind, read_json_object, write_json
 from .data.images import normalization_kwargs
 from .engines.factory import build_classifier
-from .engines.registry import check_arch, weights_file
+from .engines.registry import weights_file
 from .errors import UserError
+from .registry import Registry
 
 # What a run folder holds (training, evaluate, convert, the metric stage): a folder with anything
 # else in it is never replaced, not even with --force.
@@ -30,7 +33,43 @@ RUN_KIND = ArtifactKind("run", marker="model.json", entries=(
     "metrics.json", "metrics-*.json", "confusion-*.png", "recall_at_k*.png", "tensorboard"))
 # model.json's keys every reader relies on, and their types (a hand-edited file is checked, not trusted)
 MODEL_KEYS = {"engine": str, "arch": str, "classes": list, "input_size": int, "weights": str, "task": str}
-EMBEDDING_KIND = "embedding"  # model.json "kind" of a metric run (fashionrec.metric_learning)
+CLASSIFIER_KIND = "classifier"  # model.json "kind" of a classification run (and of one written before kinds)
+EMBEDDING_KIND = "embedding"  # of a metric-learning run: an embedding network, no classes
+IMPORTED_KIND = "imported"  # of a published checkpoint's import (import-weights): a classifier with ImageNet's head
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What a run folder holds, by model.json's ``kind``: how to load its network (``load(run_dir, info,
+    device)``) and score it (``fashionrec evaluate RUN``), whether its head has ``classes`` and whether
+    ``convert`` moves it to another engine."""
+
+    name: str
+    load: Callable[[Path, dict, str], object]
+    # evaluate(run_dir, device=, progress=, split=, against=) -> the report as text (and its files in the run)
+    evaluate: Callable[..., str]
+    classes: bool = True
+    converts: bool = True
+    what: str = ""  # how a message names such a run ("a metric-learning run (an embedding)"); default "a <name> run"
+
+
+# Registered by the modules of fashionrec/run_kinds/ (classifier, imported, embedding) or a plugin:
+# nothing here knows which training objectives exist.
+RUN_KINDS = Registry("run kind", "fashionrec.run_kinds")
+
+
+def register_run_kind(kind: RunKind) -> RunKind:
+    return RUN_KINDS.register(kind, name=kind.name)
+
+
+def run_kind(info: dict, where) -> RunKind:
+    """The registered kind of a run's model.json ``info`` (a run written before kinds were recorded is a
+    classifier, or an import when its stage says so); unknown is a one-line error naming ``where``."""
+    name = info.get("kind") or (IMPORTED_KIND if info.get("stage") == "imported" else CLASSIFIER_KIND)
+    if not isinstance(name, str) or name not in RUN_KINDS:
+        raise UserError(f"{where}: key 'kind' is {name!r}, not a run kind this toolkit knows "
+                        f"({', '.join(RUN_KINDS.names())})")
+    return RUN_KINDS.get(name)
 
 
 def sha256_file(path) -> str:
@@ -47,8 +86,8 @@ def read_model_json(run_dir) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no model.json)")
     info = read_json_object(path, MODEL_KEYS, what="run")
-    embedding = info.get("kind") == EMBEDDING_KIND  # a metric run: an embedding, no classes
-    if (not info["classes"] and not embedding) or info["input_size"] < 1:
+    has_classes = run_kind(info, path).classes  # a metric run: an embedding, no classes
+    if (not info["classes"] and has_classes) or info["input_size"] < 1:
         raise UserError(f"{path}: key 'classes' must be a non-empty list and 'input_size' positive")
     norm = info.get("normalization")
     if norm is not None and not isinstance(norm, dict):
@@ -72,27 +111,11 @@ def weights_path(run_dir, engine: str) -> Path:
 
 
 def load_classifier(run_dir, device: str = "auto"):
-    """Build the run's network and load its best weights. Returns (classifier, model.json)."""
+    """Build the run's network (whatever its kind: classifier, embedding, import) and load its best weights.
+    Returns (network, model.json)."""
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
-    if info.get("kind") == EMBEDDING_KIND:  # a metric run's network: same interface, embeddings as features
-        from .metric_learning.model import load_embedder
-
-        return load_embedder(run_dir, info, device=device), info
-    weights = run_dir / info["weights"]
-    if not weights.is_file():
-        raise UserError(f"{run_dir}: weights file {info['weights']} is missing (the run has no finished epoch?)")
-    try:
-        check_arch(info["engine"], info["arch"])
-    except ValueError as e:
-        raise UserError(f"{run_dir / 'model.json'}: {e}") from None
-    try:
-        clf = build_classifier(info["engine"], info["arch"], len(info["classes"]), device=device,
-                               **normalization_kwargs(info.get("normalization")))
-    except ValueError as e:
-        raise UserError(f"{run_dir / 'model.json'}: normalization: {e}") from None
-    clf.load_weights(weights)
-    return clf, info
+    return run_kind(info, run_dir / "model.json").load(run_dir, info, device), info
 
 
 def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
@@ -110,8 +133,9 @@ def convert_run(run_dir, target: str, out=None, device: str = "cpu") -> Path:
 
     run_dir = Path(run_dir)
     info = read_model_json(run_dir)
-    if info.get("kind") == EMBEDDING_KIND:
-        raise UserError(f"{run_dir}: is a metric-learning run (an embedding, torch engine only); convert takes "
+    kind = run_kind(info, run_dir / "model.json")
+    if not kind.converts:
+        raise UserError(f"{run_dir}: is {kind.what or f'a {kind.name} run'} (torch engine only); convert takes "
                         f"classifier runs: use the run as it is (index, --init) with engine torch")
     if target == info["engine"]:
         raise UserError(f"{run_dir}: the run already uses engine {target}")
@@ -184,7 +208,7 @@ def import_run(checkpoint, arch: str, out=None, force: bool = False, input_size:
     with atomic_dir(out, kind=RUN_KIND) as tmp:
         clf.save_weights(tmp / name)
         write_model_json(tmp, {
-            "engine": "torch", "arch": arch, "task": IMPORTED_TASK, "stage": "imported",
+            "kind": IMPORTED_KIND, "engine": "torch", "arch": arch, "task": IMPORTED_TASK, "stage": "imported",
             "classes": [f"imagenet_{i:04d}" for i in range(num_classes)], "input_size": input_size or layout.input_size,
             "normalization": normalization_record(clf), "num_features": clf.num_features, "weights": name,
             "top_k": 5, "init": None, "weights_sha256": sha256_file(tmp / name),

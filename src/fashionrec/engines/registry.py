@@ -181,6 +181,7 @@ register_engine(EngineSpec(
     precisions=("fp32",), param_names="gluon", requires="mxnet", extra="mxnet"))
 
 # Snapshots of the registrations above, for annotations and CLI choices (``Literal[ENGINE_NAMES]``).
+DEVICE_NAMES = ("auto", "cpu", "cuda")  # where a stage computes; auto: CUDA when present
 ENGINE_NAMES = engine_names()
 ARCH_NAMES = list_archs()
 PRECISION_NAMES = precision_names()

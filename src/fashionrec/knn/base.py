@@ -39,12 +39,14 @@ import numpy as np
 from ..artifacts import atomic_path, load_npy, save_npy
 from ..configtypes import Choice, Range, range_words
 from ..errors import UserError
+from ..registry import Registry
 
 VECTORS_FILE = "vectors.npy"
 CHUNK_ROWS = 8192  # rows per chunk for passes over the stored vectors
 _NORM_BLOCK_BYTES = 1 << 20  # float64 rows per block of squared_norms
 
-_REGISTRY: dict[str, type[Backend]] = {}
+# Every module of the knn package is imported on first use, and plugins (fashionrec.registry)
+BACKEND_REGISTRY = Registry("k-NN backend", "fashionrec.knn")
 
 
 @dataclass
@@ -55,7 +57,7 @@ class NoParams(Choice):
 def register(cls: type[Backend]) -> type[Backend]:
     """Class decorator: make ``cls`` available to :class:`KNNIndex` under ``cls.name``, with its ``Params``
     (a dataclass; a backend without one gets its own empty one) named after it for the configs."""
-    if not cls.name or cls.name == "auto" or cls.name in _REGISTRY:
+    if not cls.name or cls.name == "auto" or cls.name in BACKEND_REGISTRY.registered():
         raise ValueError(f"backend name {cls.name!r} is empty, reserved or already registered")
     params = cls.__dict__.get("Params")
     if params is None or params.__dict__.get("name", cls.name) != cls.name:  # inherited or shared: its own
@@ -74,15 +76,14 @@ def register(cls: type[Backend]) -> type[Backend]:
     params.name = cls.name
     cls.Params = params
     cls.params = tuple(f.name for f in dataclasses.fields(params))
-    _REGISTRY[cls.name] = cls
-    return cls
+    return BACKEND_REGISTRY.register(cls, name=cls.name)
 
 
 def param_fields() -> dict[str, tuple[str, dataclasses.Field, object]]:
     """Every registered backend's parameters, in registration order: name -> (the first backend with it, its
     dataclass field, its annotation). The keywords :class:`~fashionrec.knn.KNNIndex` takes."""
     out: dict[str, tuple[str, dataclasses.Field, object]] = {}
-    for backend in _REGISTRY.values():
+    for backend in BACKEND_REGISTRY.registered().values():
         hints = typing.get_type_hints(backend.Params, include_extras=True)
         for f in dataclasses.fields(backend.Params):
             out.setdefault(f.name, (backend.name, f, hints[f.name]))
@@ -97,12 +98,12 @@ def param_default(f: dataclasses.Field):
 
 def backend_names(exact_only: bool = False, external_only: bool = False) -> tuple[str, ...]:
     """The registered backends' names, sorted (``"auto"`` is the façade's and not among them)."""
-    return tuple(sorted(name for name, cls in _REGISTRY.items()
+    return tuple(sorted(name for name, cls in BACKEND_REGISTRY.items()
                         if (cls.exact or not exact_only) and (cls.external_vectors or not external_only)))
 
 
 def backend_class(name: str) -> type[Backend]:
-    return _REGISTRY[name]
+    return BACKEND_REGISTRY.get(name)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -10,6 +10,9 @@ Recall@1. Torch engine only.
 * ``losses/`` -- the losses, one registered module each (its parameters and its builder);
 * ``sampler.py`` -- class-balanced batches from (seed, epoch);
 * ``model.py`` -- the embedding network and its trainer (torch);
-* ``train.py`` -- the stage;
-* ``evaluate.py`` -- embedding a split, Recall@K / MAP@R of a run, the plots.
+* ``embedding_scores.py`` -- embedding a split, Recall@K / MAP@R of a run;
+* ``plots.py`` -- the history curves.
+
+The training loop is the shared :class:`fashionrec.training.Trainer`; what this stage asks of it is the
+``metric_learning`` objective (:mod:`fashionrec.training.objectives.metric_learning`).
 """

@@ -21,16 +21,16 @@ from ..config import (
     PIXELS,
     SEED,
     WEIGHT_DECAY,
-    WORKERS,
     AugmentConfig,
     LogConfig,
     OutputConfig,
     Range,
+    TrainingBlock,
     load_config,
     read_yaml,
 )
 from ..configtypes import OneOf
-from ..engines.registry import ARCH_NAMES, ENGINE_NAMES, TRAINING_PRECISION_NAMES
+from ..engines.registry import ARCH_NAMES, ENGINE_NAMES
 from ..errors import ConfigError
 from .losses import MetricLoss, loss_choices, loss_names, upgrade_flat_keys
 from .sampler import check_batch
@@ -56,6 +56,7 @@ class RetrievalDataConfig:
     max_bad_fraction: Annotated[float, FRACTION] = 0.01
     max_pixels: Annotated[int, PIXELS] = 40_000_000
     skip_missing: bool = False
+    cache: str | None = None  # a folder for the decoded, resized images (as data.cache of the classifier stages)
 
 
 @dataclass
@@ -65,33 +66,26 @@ class EmbeddingModelConfig:
     embedding_dim: Annotated[int, Range(ge=1, le=65536)] = 512
 
 
-@dataclass
-class MetricTrainConfig:
+@dataclass(kw_only=True)
+class MetricTrainConfig(TrainingBlock):
+    """The metric-learning objective's ``train`` block: the shared keys (with this objective's defaults:
+    AdamW at 6e-4 on batches of 180) and these."""
+
     lr: Annotated[float, LR] = 6e-4  # AdamW, backbone and embedding
-    # the run's global batch: under torchrun each of N ranks takes batch_size / N
     batch_size: Annotated[int, BATCH] = 180
-    images_per_item: Annotated[int, Range(ge=2, le=1000)] = 5  # m: each batch holds batch_size / m items
     weight_decay: Annotated[float, WEIGHT_DECAY] = 1e-4
+    max_epochs: Annotated[int, EPOCHS] = 60
+    patience: Annotated[int, EPOCHS] = 5  # early stopping: epochs without a higher validation Recall@1
+    images_per_item: Annotated[int, Range(ge=2, le=1000)] = 5  # m: each batch holds batch_size / m items
     schedule: Literal["step", "cosine", "constant"] = "step"
     step_epochs: Annotated[int, EPOCHS] = 20  # step: the lr x gamma every step_epochs epochs
     gamma: Annotated[float, Range(gt=0, le=1)] = 0.25
     # first epochs with the backbone's weights frozen (embedding and proxies learn;
     # its BatchNorm statistics still adapt, as in Kim et al.'s code)
     warmup_epochs: Annotated[int, Range(ge=0, le=100_000)] = 1
-    # the backbone's lr as a share of train.lr (the embedding's); < 1 fine-tunes a pretrained backbone gently
-    backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
-    freeze_batchnorm: bool = False  # keep the backbone's BatchNorm statistics (eval-mode BatchNorm) while training
     # of the network's gradients; null: no clipping
     clip_grad_norm: Annotated[float, Range(gt=0, le=1e6)] | None = 10.0
-    max_epochs: Annotated[int, EPOCHS] = 60
-    patience: Annotated[int, EPOCHS] = 5  # early stopping: epochs without a higher validation Recall@1
     eval_batch_size: Annotated[int, BATCH] = 64
-    seed: Annotated[int, SEED] = 0
-    workers: Annotated[int, WORKERS] = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    limit_train_batches: Annotated[int, Range(ge=1)] | None = None
-    sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
-    precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU
 
 
 @dataclass

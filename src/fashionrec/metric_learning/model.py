@@ -27,11 +27,11 @@ from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
 from ..engines.factory import get_builder
 from ..engines.torch.engine import TorchClassifier
 from ..errors import ConfigError, UserError
+from ..runs import EMBEDDING_KIND as KIND
 
 # Children of the registered backbones that only the classification head uses; forward_features
 # never calls them, so they are dropped (no unused weights in the embedding run's file).
 HEAD_MODULES = ("fc", "pre_logits", "avgpool", "global_pool", "drop")
-KIND = "embedding"  # model.json "kind" of a metric run (runs.EMBEDDING_KIND; runs imports this module, not back)
 
 
 class EmbeddingNet(nn.Module):

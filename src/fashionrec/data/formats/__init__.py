@@ -18,6 +18,7 @@ the stage (:func:`format_names`), so a format registered by a plugin is a valid 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,9 +46,10 @@ class DatasetFormat:
         """Column types the catalog's own files declare (``{"price": "number"}``) and where; none by default."""
         return {}, ""
 
-    def sample(self, synth_root: Path, out: Path, task: str = "category") -> Path:
-        """The ``root`` of a small dataset in this format, made from (or found in) the synthetic trees
-        under ``synth_root`` (``fashionrec synth``), writing into ``out`` if it must write."""
+    def sample(self, synth_root: Path, out: Path, use: str = "labelled", task: str = "category") -> Path:
+        """The ``root`` of a small dataset in this format for ``use`` (a key of :data:`USES`), made from (or
+        found in) the synthetic trees under ``synth_root`` (``fashionrec synth``), writing into ``out`` if it
+        must write: the writer the tests and the registry's contract test run every format through."""
         raise NotImplementedError
 
     @classmethod
@@ -55,6 +57,13 @@ class DatasetFormat:
         """Whether the format implements ``use``'s reader (a key of :data:`USES`)."""
         method = USES[use]
         return getattr(cls, method) is not getattr(DatasetFormat, method)
+
+
+def link_into(source: Path, dest: Path) -> None:
+    """``dest`` a hard link of ``source`` (a sample shares the synthetic tree's bytes)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        os.link(source, dest)
 
 
 def register_format(cls: type[DatasetFormat]) -> type[DatasetFormat]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..catalog import read_catalog_folder, read_class_folders, read_csv_rows
-from . import DatasetFormat, register_format
+from . import DatasetFormat, link_into, register_format
 
 
 @register_format
@@ -19,13 +18,10 @@ class ClassFolders(DatasetFormat):
     def read_catalog(self, root):
         return read_catalog_folder(root)
 
-    def sample(self, synth_root, out, task="category"):
+    def sample(self, synth_root, out, use="labelled", task="category"):
         """The synthetic Fashion tree's images, hard-linked into one folder per ``task`` class."""
         labels = Path(synth_root) / "fashion" / f"{task}.csv"
         root = Path(out) / f"folders-{task}"
         for _, row in read_csv_rows(labels)[1]:
-            dest = root / row["label"] / Path(row["path"]).name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if not dest.exists():
-                os.link(labels.parent / row["path"], dest)
+            link_into(labels.parent / row["path"], root / row["label"] / Path(row["path"]).name)
         return root

@@ -15,5 +15,5 @@ class DeepFashion(DatasetFormat):
     def read_labelled(self, data, task):
         return read_deepfashion(data.root, task, seed=data.label_seed, skip_missing=data.skip_missing)
 
-    def sample(self, synth_root, out, task="category"):
+    def sample(self, synth_root, out, use="labelled", task="category"):
         return Path(synth_root) / "deepfashion"

@@ -16,5 +16,5 @@ class InShop(DatasetFormat):
     def read_items(self, data):
         return read_inshop(data.root, skip_missing=data.skip_missing)
 
-    def sample(self, synth_root, out, task="category"):
+    def sample(self, synth_root, out, use="labelled", task="category"):
         return Path(synth_root) / "inshop"

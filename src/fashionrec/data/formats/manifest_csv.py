@@ -19,7 +19,7 @@ class ManifestCsv(DatasetFormat):
     def read_catalog(self, root):
         return read_catalog_manifest(root)
 
-    def sample(self, synth_root, out, task="category"):
+    def sample(self, synth_root, out, use="labelled", task="category"):
         path = Path(out) / f"manifest-{task}.csv"
         read_labels_csv(Path(synth_root) / "fashion" / f"{task}.csv", task).to_csv(path)
         return path

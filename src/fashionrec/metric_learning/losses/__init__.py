@@ -3,8 +3,9 @@
 A loss is a small ``@register_loss`` dataclass (:class:`MetricLoss`): ``name``, its parameters as fields
 with their ranges, and ``build``. The config reads ``loss: {name: multi_similarity, alpha: 2, beta: 50,
 base: 0.5, epsilon: 0.1}`` against that loss's own fields; a key another loss owns is a one-line error.
-Adding a loss is one new module with such a class, imported once (here, or anywhere before its config is
-read). Importing this package imports no framework: ``build`` imports pytorch-metric-learning.
+Adding a loss is one new module with such a class: every module of this package is imported when the
+registry is first used (a module elsewhere is a plugin, see :mod:`fashionrec.registry`). Importing this
+package imports no framework: ``build`` imports pytorch-metric-learning.
 
 ============================  ==================================================================
 loss                          parameters
@@ -16,8 +17,7 @@ loss                          parameters
 ============================  ==================================================================
 """
 
-from . import contrastive, multi_similarity, proxy_anchor, triplet  # noqa: F401  (each registers its loss)
-from .base import FLAT_KEYS, MetricLoss, loss_choices, loss_class, loss_names, register_loss, upgrade_flat_keys
+from .base import FLAT_KEYS, LOSSES, MetricLoss, loss_choices, loss_class, loss_names, register_loss, upgrade_flat_keys
 
-__all__ = ["FLAT_KEYS", "MetricLoss", "loss_choices", "loss_class", "loss_names", "register_loss",
+__all__ = ["FLAT_KEYS", "LOSSES", "MetricLoss", "loss_choices", "loss_class", "loss_names", "register_loss",
            "upgrade_flat_keys"]

@@ -13,8 +13,10 @@ from typing import ClassVar
 
 from ...config import check_ranges
 from ...configtypes import Choice
+from ...registry import Registry
 
-_REGISTRY: dict[str, type[MetricLoss]] = {}
+# Every module of the losses package is imported on first use, and plugins (fashionrec.registry)
+LOSSES = Registry("loss", "fashionrec.metric_learning.losses")
 
 # The keys of the flat ``loss`` block every loss's parameters shared until issue 27; a loss's own
 # ``renamed`` maps the ones that changed name (ms_alpha -> multi_similarity's alpha).
@@ -44,25 +46,24 @@ class MetricLoss(Choice):
 
 def register_loss(cls: type[MetricLoss]) -> type[MetricLoss]:
     """Class decorator: the loss ``cls`` (a dataclass subclassing :class:`MetricLoss`) under ``cls.name``."""
-    if not cls.name or cls.name in _REGISTRY or not isinstance(cls.name, str):
+    if not cls.name or not isinstance(cls.name, str) or cls.name in LOSSES.registered():
         raise ValueError(f"loss name {cls.name!r} is empty or already registered")
     if "__dataclass_fields__" not in cls.__dict__ or not issubclass(cls, MetricLoss):
         raise ValueError(f"loss {cls.name}: decorate a @dataclass subclass of MetricLoss")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return LOSSES.register(cls, name=cls.name)
 
 
 def loss_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return LOSSES.names()
 
 
 def loss_class(name: str) -> type[MetricLoss]:
-    return _REGISTRY[name]
+    return LOSSES.get(name)
 
 
 def loss_choices() -> dict[str, type[MetricLoss]]:
     """name -> loss class: what the config's ``loss`` block may name."""
-    return dict(_REGISTRY)
+    return dict(LOSSES.items())
 
 
 def upgrade_flat_keys(raw: dict, where: str) -> tuple[dict, dict]:
@@ -72,10 +73,10 @@ def upgrade_flat_keys(raw: dict, where: str) -> tuple[dict, dict]:
     plainly, as in a run's saved config, where ``alpha`` was Proxy-Anchor's), the other losses' flat keys
     are dropped (they were ignored). A block without a renamed key is already the new form. Returns (the
     block, {new key: key as written})."""
-    renamed = {old for cls in _REGISTRY.values() for old in cls.renamed}
+    renamed = {old for _, cls in LOSSES.items() for old in cls.renamed}
     if not renamed & set(raw):
         return raw, {}
-    cls = _REGISTRY[raw["name"]]
+    cls = LOSSES.get(raw["name"])
     own = {f.name for f in fields(cls) if f.init}
     out = {k: v for k, v in raw.items() if k == "name" or k in own or k not in FLAT_KEYS}
     moved = {new: old for old, new in cls.renamed.items() if old in raw}

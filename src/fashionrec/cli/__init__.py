@@ -2,92 +2,56 @@
 
 from __future__ import annotations
 
-import errno
-import functools
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
-from . import __version__, stop
-from .engines.arch_tables import PUBLISHED_ARCHS
-from .engines.registry import ENGINE_NAMES
-from .errors import TrainingInterrupted, UserError
-
-SETTINGS = dict(help_option_names=["-h", "--help"], max_content_width=100)
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # no source line
-    click.echo(f"warning: {message}", err=True)
-
-
-_USER_OS_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
-
-
-def friendly_errors(fn):
-    """User mistakes become one line on stderr and exit code 2; bugs keep their traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            with stop.scope(), warnings.catch_warnings():  # Ctrl-C recorded: none is lost (fashionrec.stop)
-                warnings.showwarning = _one_line_warning
-                return fn(*args, **kwargs)
-        except UserError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-        except TrainingInterrupted as e:
-            click.echo(f"\n{e}", err=True)
-            sys.exit(130)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
-            sys.exit(130)
-        except Exception as e:
-            # the disk, not the code: a full, read-only or forbidden location (or a file-size limit) is the
-            # user's to fix; also the forms without an errno (numpy's short write, safetensors' error)
-            from .artifacts import disk_error
-
-            reason = e.strerror if isinstance(e, OSError) and e.errno in _USER_OS_ERRORS else disk_error(e)
-            if not reason:
-                raise
-            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-            click.echo(f"error: {where}{reason}; finished artifacts were kept, the unfinished one was not written",
-                       err=True)
-            sys.exit(2)
-
-    return wrapper
+from .. import __version__
+from ..engines.arch_tables import PUBLISHED_ARCHS
+from ..engines.registry import ENGINE_NAMES
+from ..errors import UserError
+from .options import (
+    SETTINGS,
+    device_option,
+    echo_once,
+    friendly_errors,
+    progress_option,
+    rerank_options,
+    set_option,
+    where_option,
+)
+from .training import cache, training_command
 
 
-def echo_once(message: str) -> None:
-    """A command's closing line, printed by one process of a torchrun launch (RANK 0), not by each."""
-    if os.environ.get("RANK", "0").strip() in ("", "0"):
-        click.echo(message)
+class StageGroup(click.Group):
+    """The command group: the commands below, and a training command per stage of each registered training
+    objective (pretrain, finetune, metric, a plugin's), made when asked for."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_training_stages()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            objective = _training_stages().get(name)
+            command = training_command(name, objective) if objective is not None else None
+        return command
 
 
-config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                             help="YAML config file (see configs/).")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
-progress_option = click.option("--progress/--no-progress", default=True, show_default=True,
-                               help="Show progress bars.")
-where_option = click.option("--where", "where", multiple=True, metavar="EXPR",
-                            help="Keep the catalog items matching a filter over their attributes: col=value, "
-                                 "col=a|b, col!=value, col<=number (<, >, >=), col or !col for booleans "
-                                 "(repeatable, ANDed).")
+def _training_stages() -> dict:
+    """The registered objectives' stages; a plugin that cannot be imported is one line, exit 2."""
+    from ..training import training_stages
+
+    try:
+        return training_stages()
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
 
 
-def rerank_options(fn):
-    """--rerank and --rerank-band: the hybrid score's weights of a request."""
-    fn = click.option("--rerank-band", "rerank_band", type=float, default=None,
-                      help="Relative band in which a number column agrees (default: the index's, 0.2).")(fn)
-    return click.option("--rerank", "rerank", multiple=True, metavar="COL=WEIGHT,...",
-                        help="Blend attribute agreement into the score, e.g. --rerank brand=0.5,price=1 "
-                             "(over the index's weights; 0 drops a term).")(fn)
-
-
-@click.group(context_settings=SETTINGS)
+@click.group(cls=StageGroup, context_settings=SETTINGS)
 @click.version_option(__version__, prog_name="fashionrec")
 def main():
     """Recommend fashion products from a single image.
@@ -116,96 +80,13 @@ def synth(out, n, size, seed, progress):
     views per item (OUT/inshop, a third of --n images). They stand in for the real datasets
     in the tests and the demo, through the same readers.
     """
-    from .data.synth import synthesize
+    from ..data.synth import synthesize
 
     if n < 1 or size < 16:
         raise UserError("--n must be >= 1 and --size >= 16")
     summary = synthesize(out, n=n, size=size, seed=seed, progress=progress)
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
-
-
-def _train_command(stage, config_path, overrides, resume, init, engine, device, progress, force=False):
-    from .config import StageConfig, load_config
-    from .train import train
-
-    overrides = list(overrides)
-    if engine:
-        overrides.append(f"engine={engine}")
-    if device:
-        overrides.append(f"train.device={device}")
-    cfg = load_config(StageConfig, config_path, overrides)
-    if cfg.stage != stage:
-        raise UserError(f"{config_path}: stage: this is a {cfg.stage} config; use `fashionrec {cfg.stage}`")
-    if stage == "finetune" and init is None and cfg.init is None and not resume:
-        raise click.UsageError("--init RUN_DIR (or init: in the config) is required: the pretrained run to fine-tune")
-    run_dir = train(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
-    echo_once(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'})")
-
-
-engine_option = click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
-                             help="Override the config's engine.")
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-                             help="Compute device: auto (CUDA when present), cpu or cuda; overrides the config.")
-
-
-def training_options(init_help: str):
-    """The option stack every training command shares (pretrain, finetune, metric), with its --init's help."""
-
-    def decorate(fn):
-        for option in reversed([
-            config_option,
-            click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-                         help=init_help),
-            set_option,
-            click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch."),
-            click.option("--force", is_flag=True, help="Replace a finished run of the same name once the new one has "
-                         "an epoch."), engine_option, device_option, progress_option]):
-            fn = option(fn)
-        return main.command(context_settings=SETTINGS)(friendly_errors(fn))
-
-    return decorate
-
-
-@training_options("Run to start from instead of random weights, e.g. an imported ImageNet checkpoint "
-                  "(fashionrec import-weights); overrides init: in the config.")
-def pretrain(config_path, init, overrides, resume, force, engine, device, progress):
-    """Pretrain a classifier (e.g. on DeepFashion).
-
-    The paper's settings are the defaults in configs/pretrain/<arch>-<task>.yaml. Writes a run
-    directory runs/pretrain/<name>/ with model.json, weights, history.jsonl and history.png.
-    Ctrl-C saves the last completed epoch; --resume continues it.
-    """
-    _train_command("pretrain", config_path, overrides, resume, init, engine, device, progress, force)
-
-
-@training_options("Pretrained run directory to start from (its head is replaced), e.g. an imported "
-                  "runs/imported/efficientnet_lite0; overrides init: in the config.")
-def finetune(config_path, init, overrides, resume, force, engine, device, progress):
-    """Fine-tune a pretrained classifier (e.g. on the Fashion dataset, or your photos from ImageNet Lite0).
-
-    Loads the run given by --init, replaces its head for the new class list and trains with the
-    paper's fine-tune settings and augmentation (configs/finetune/<task>.yaml), or the pretrained
-    recipe (configs/small-data/finetune-pretrained.yaml).
-    """
-    _train_command("finetune", config_path, overrides, resume, init, engine, device, progress, force)
-
-
-@training_options("Run to start from: a pretrain/finetune/converted/imported run (its backbone) or a metric run.")
-def metric(config_path, init, overrides, resume, force, engine, device, progress):
-    """Train an embedding for retrieval end to end (metric learning), e.g. on DeepFashion In-shop.
-
-    Proxy-Anchor, Multi-Similarity, contrastive or semi-hard triplet loss on class-balanced
-    batches (configs/metric/<name>.yaml), early stopping on the validation Recall@1. Writes
-    runs/metric/<name>/; `fashionrec evaluate RUN` prints its Recall@K. Torch engine only.
-    """
-    from .metric_learning.config import load_metric_config
-    from .metric_learning.train import train_metric
-
-    overrides = list(overrides) + [f"engine={engine}"] * bool(engine) + [f"train.device={device}"] * bool(device)
-    cfg = load_metric_config(config_path, overrides)
-    run_dir = train_metric(cfg, resume=resume, init=init, progress=progress, log=click.echo, force=force)
-    echo_once(f"run directory: {run_dir}  (curves: {run_dir / 'history.png'}; scores: fashionrec evaluate {run_dir})")
 
 
 @main.command(context_settings=SETTINGS)
@@ -234,8 +115,8 @@ def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_b
     match), and re-ranking weights (the index's, or --rerank) add the hybrid score's numbers.
     """
     if index_dir:
-        from .evaluate import evaluate_index, format_retrieval
-        from .hybrid import parse_rerank_option
+        from ..evaluate import evaluate_index, format_retrieval
+        from ..hybrid import parse_rerank_option
 
         columns = [c.strip() for c in labels.split(",") if c.strip()] if labels else None
         result = evaluate_index(index_dir, progress=progress, where=list(where),
@@ -246,20 +127,11 @@ def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_b
         raise click.UsageError("--where, --rerank, --rerank-band and --labels go with --index")
     if not run_dir:
         raise click.UsageError("give a RUN_DIR or --index DIR")
-    from .runs import EMBEDDING_KIND, read_model_json
+    from ..runs import read_model_json, run_kind
 
-    if read_model_json(run_dir).get("kind") == EMBEDDING_KIND:
-        from .metric_learning.embedding_scores import evaluate_embedding_run, format_embedding_report
-
-        report = evaluate_embedding_run(run_dir, against=against, device=device or "auto", progress=progress)
-        click.echo(format_embedding_report(report))
-        return
-    if against:
-        raise click.UsageError("--against compares with a metric run; RUN_DIR is a classifier run")
-    from .evaluate import evaluate_run, format_report
-
-    report = evaluate_run(run_dir, split=split, device=device or "auto", progress=progress)
-    click.echo(format_report(report))
+    info = read_model_json(run_dir)
+    kind = run_kind(info, Path(run_dir) / "model.json")
+    click.echo(kind.evaluate(run_dir, device=device or "auto", progress=progress, split=split, against=against))
     click.echo(f"\nwrote {Path(run_dir) / 'metrics.json'} and {Path(run_dir) / f'confusion-{split}.png'}")
 
 
@@ -300,9 +172,9 @@ def index(config_path, catalog, extractors, out, overrides, append, types, updat
     typed attributes (number, boolean, text) for --where filters and re-ranking; --update and
     --remove edit them and the item list without extracting.
     """
-    from .attributes import parse_types_option
-    from .catalog_index import build_index, remove_items, update_index
-    from .config import IndexConfig, index_config_for, load_config
+    from ..attributes import parse_types_option
+    from ..catalog_index import build_index, remove_items, update_index
+    from ..config import IndexConfig, index_config_for, load_config
 
     if sum(map(bool, (append, update_csv, remove))) > 1:
         raise click.UsageError("--append, --update and --remove are separate runs: give one of them")
@@ -349,10 +221,10 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, 
     """
     import json
 
-    from .attributes import parse_assignments
-    from .catalog_index import CatalogIndex
-    from .hybrid import parse_rerank_option
-    from .recommend import Recommender, format_results, prepare_query
+    from ..attributes import parse_assignments
+    from ..catalog_index import CatalogIndex
+    from ..hybrid import parse_rerank_option
+    from ..recommend import Recommender, format_results, prepare_query
 
     # the arguments first: loading the models takes seconds
     if k < 1:
@@ -362,7 +234,7 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, 
         more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
         raise UserError(f"{missing[0]}: no such image file{more}")
     if show:
-        from .artifacts import ensure_writable
+        from ..artifacts import ensure_writable
 
         ensure_writable(show)
     catalog = CatalogIndex.load(index_dir)
@@ -400,7 +272,7 @@ def serve(index_dir, host, port, max_upload_mb, device):
     of `recommend` (where=gender=women, where=price<=50, rerank=brand=0.5, explain=true) and the
     page draws its filter controls from GET /attributes. The API is described at /docs.
     """
-    from .serve import serve as run_server
+    from ..serve import serve as run_server
 
     run_server(index_dir, host=host, port=port, device=device or "auto",
                max_upload_bytes=int(max_upload_mb * 1024 * 1024), log=click.echo)
@@ -418,7 +290,7 @@ def convert(run_dir, target, out):
     Writes a new run directory whose model gives the same outputs on the other engine, e.g. to
     serve a model trained with mxnet-cu112 on a GPU newer than mxnet supports.
     """
-    from .runs import convert_run
+    from ..runs import convert_run
 
     click.echo(f"converted run: {convert_run(run_dir, target, out)}")
 
@@ -447,7 +319,7 @@ def import_weights(checkpoint, arch, out, force, input_size):
     BGR, 0-255, mean 104/117/128; AlexNet: RGB, 0-1, ImageNet mean/std; EfficientNet-Lite: RGB,
     0-255, mean 127, std 128).
     """
-    from .runs import import_run, read_model_json
+    from ..runs import import_run, read_model_json
 
     run = import_run(checkpoint, arch, out, force=force, input_size=input_size)
     norm = read_model_json(run)["normalization"]
@@ -470,11 +342,12 @@ def demo(out, quick, engine, progress):
     Synthesise a catalog, pretrain and fine-tune BN-Inception for category and texture, build
     the index, recommend for held-out images and write the pictures and metrics.
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(out, quick=quick, engine=engine, progress=progress, log=click.echo)
 
 
+main.add_command(cache)
 _skip_teardown = False  # set by a command whose output is complete once it returns (see entry)
 
 
