@@ -333,5 +333,12 @@ def test_a_study_in_chromium_two_judges_and_a_restart(system_files, tmp_path):
     report = judgments_report(db, tmp_path / "report")
     assert "20 answers by 2 judges" in report and report.splitlines()[-2:] == [
         f"wrote {tmp_path / 'report' / 'judgments.json'}", f"wrote {tmp_path / 'report' / 'judgments.png'}"]
+    from click.testing import CliRunner
+
+    from fashionrec.cli import main
+
+    by_cli = CliRunner().invoke(main, ["evaluate", "--judgments", str(db)])  # the same report, beside the study
+    assert by_cli.exit_code == 0 and "20 answers by 2 judges" in by_cli.output, by_cli.output
+    assert json.loads(Path(f"{db.with_suffix('')}-report/judgments.json").read_text())["pairs"] == result["pairs"]
     if os.environ.get("FASHIONREC_SCREENSHOT_DIR"):
         shutil.copy(tmp_path / "done.png", os.environ["FASHIONREC_SCREENSHOT_DIR"])

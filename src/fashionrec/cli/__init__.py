@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -24,16 +25,22 @@ from .options import (
 )
 from .training import cache, training_command
 
+# Commands whose modules use this package's options (imported when asked for: they import it back)
+LAZY_COMMANDS = {"judge": "fashionrec.judgments.cli:judge"}
+
 
 class StageGroup(click.Group):
     """The command group: the commands below, and a training command per stage of each registered training
     objective (pretrain, finetune, metric, a plugin's), made when asked for."""
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(_training_stages()))
+        return sorted(set(super().list_commands(ctx)) | set(_training_stages()) | set(LAZY_COMMANDS))
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
         if command is None:
             objective = _training_stages().get(name)
             command = training_command(name, objective) if objective is not None else None
@@ -99,12 +106,15 @@ def synth(out, n, size, seed, progress):
 @click.option("--labels", "labels", default=None, metavar="COL,...",
               help="With --index: the catalog columns that say which items are relevant to each other "
                    "(default: the extractors' tasks, or category and texture for imported ImageNet networks).")
+@click.option("--judgments", "judgments_db", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Score a judging study (fashionrec judge --db) instead: win rates with 95 % intervals, "
+                   "Bradley-Terry, kappa, P@k/nDCG@k from marks, interleaving; writes DB-report/judgments.json+png.")
 @where_option
 @rerank_options
 @device_option
 @progress_option
 @friendly_errors
-def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_band, device, progress):
+def evaluate(run_dir, split, index_dir, against, labels, judgments_db, where, rerank, rerank_band, device, progress):
     """Evaluate a trained run, or (with --index) the ranking of an index.
 
     For a run: accuracy, top-K accuracy, mean cross-entropy and per-class accuracy on the
@@ -113,7 +123,15 @@ def evaluate(run_dir, split, index_dir, against, labels, where, rerank, rerank_b
     classifier runs' features on the same images); writes metrics.json and recall_at_k.png.
     For an index, --where also scores the items that match a filter (each queries the others that
     match), and re-ranking weights (the index's, or --rerank) add the hybrid score's numbers.
+    For a judging study (--judgments): per pair of systems the win rate with its interval, and what
+    the customers' marks and clicks say.
     """
+    if judgments_db:
+        from ..judgments.cli import judgments_report
+
+        db = Path(judgments_db)
+        click.echo(judgments_report(db, db.with_name(f"{db.stem}-report")))
+        return
     if index_dir:
         from ..evaluate import evaluate_index, format_retrieval
         from ..hybrid import parse_rerank_option
