@@ -123,18 +123,21 @@ def exported_index(work: Path, args) -> tuple[Path, float | None]:
 
 
 def cold(index_dir: Path, query: Path, runs: int) -> dict:
-    out = {}
-    for name, runtime, precision in RUNTIMES:
-        walls = []
-        for _ in range(runs + 1):  # the first start pulls the libraries into the file cache: not counted
+    """The runtimes' new processes interleaved (torch, fp32, int8, torch, ...): a machine whose load changes
+    during the run slows each alike."""
+    walls: dict[str, list[float]] = {name: [] for name, *_ in RUNTIMES}
+    for _ in range(runs + 1):  # the first start pulls the libraries into the file cache: not counted
+        for name, runtime, precision in RUNTIMES:
             t = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", COLD_CHILD, str(index_dir), str(query), runtime, precision],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            walls.append(time.perf_counter() - t)
+            walls[name].append(time.perf_counter() - t)
             if done.returncode:
                 raise SystemExit(f"cold {name}: exit {done.returncode} (3: torch imported) {done.stderr[-500:]}")
-        out[name] = {"first_start_s": round(walls[0], 3), "wall_s": [round(w, 3) for w in walls[1:]],
-                     "p50_s": round(float(np.median(walls[1:])), 3)}
+    out = {}
+    for name, w in walls.items():
+        out[name] = {"first_start_s": round(w[0], 3), "wall_s": [round(v, 3) for v in w[1:]],
+                     "p50_s": round(float(np.median(w[1:])), 3)}
         print(f"cold {name}: {out[name]}", flush=True)
     for precision in ("fp32", "int8"):
         phases = json.loads(subprocess.run([sys.executable, "-c", PHASES_CHILD, str(index_dir), str(query), precision],
@@ -146,14 +149,22 @@ def cold(index_dir: Path, query: Path, runs: int) -> dict:
     return out
 
 
-def warm(index_dir: Path, queries: list[Path]) -> dict:
+def warm(index_dir: Path, queries: list[Path], rounds: int = 2) -> dict:
+    """One process per runtime and round, the runtimes interleaved; each round asks every query once."""
+    times: dict[str, dict[str, list[float]]] = {name: {"single": [], "forward": []} for name, *_ in RUNTIMES}
+    loaded = {}
+    for _ in range(rounds):
+        for name, runtime, precision in RUNTIMES:
+            done = subprocess.run([sys.executable, "-c", WARM_CHILD, str(index_dir), runtime, precision,
+                                   *map(str, queries)], check=True, capture_output=True, text=True)
+            r = json.loads(done.stdout)
+            times[name]["single"] += r["single"]
+            times[name]["forward"] += r["forward"]
+            loaded[name] = r["runtime"]
     out = {}
-    for name, runtime, precision in RUNTIMES:
-        done = subprocess.run([sys.executable, "-c", WARM_CHILD, str(index_dir), runtime, precision,
-                               *map(str, queries)], check=True, capture_output=True, text=True)
-        r = json.loads(done.stdout)
-        out[name] = {"single": percentiles_ms(r["single"]), "forward": percentiles_ms(r["forward"]),
-                     "runtime": r["runtime"]}
+    for name, t in times.items():
+        out[name] = {"single": percentiles_ms(t["single"]), "forward": percentiles_ms(t["forward"]),
+                     "runtime": loaded[name]}
         print(f"warm {name}: p50 {out[name]['single']['p50_ms']:.1f} ms, forward {out[name]['forward']['p50_ms']:.1f}",
               flush=True)
     return out
@@ -200,13 +211,12 @@ def quality(index_dir: Path, work: Path, calibration_images: int) -> dict:
     from fashionrec.onnx_export import export_onnx
     from fashionrec.recommend import Recommender
 
-    copy = work / f"quality-{index_dir.name}"
+    copy = work / f"quality-{index_dir.parent.name}-{index_dir.name}"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("onnx", "*.png", "retrieval.json"))
     meta = json.loads((copy / "index.json").read_text())
     meta.pop("onnx", None)
     (copy / "index.json").write_text(json.dumps(meta))
-    index = CatalogIndex.load(copy)
     export_onnx(copy, int8=True, calibration_images=calibration_images)
     index = CatalogIndex.load(copy)
     columns = [c for c in ("category", "texture") if c in index.items[0]]
@@ -218,7 +228,8 @@ def quality(index_dir: Path, work: Path, calibration_images: int) -> dict:
         feats[f"onnx {precision}"] = np.concatenate([rec.extractor.extract_files(paths[i:i + 64])[0]
                                                      for i in range(0, len(paths), 64)])
     base = feats["torch fp32 (the index)"]
-    out = {"index": str(index_dir), "items": len(ids), "columns": columns, "rows": {}}
+    out = {"index": str(index_dir), "items": len(ids), "columns": columns, "rows": {},
+           "describe": describe_extractors(index.meta)}
     top = {}
     for name, f in feats.items():
         _, idx = index.query(f, 5, exclude=ids)
@@ -236,6 +247,14 @@ def quality(index_dir: Path, work: Path, calibration_images: int) -> dict:
     return out
 
 
+def describe_extractors(meta: dict) -> str:
+    """``2 x bninception (category, texture) at 64 px``: what an index's extractors are."""
+    archs = sorted({e["arch"] for e in meta["extractors"]})
+    tasks = ", ".join(e["task"] for e in meta["extractors"])
+    return (f"{len(meta['extractors'])} x {'/'.join(archs)} ({tasks}) at {meta['extractors'][0]['input_size']} px, "
+            f"{meta['dim']}-d, backend {meta['backend_params']['backend']}")
+
+
 def markdown(report: dict, out_path) -> str:
     a, c, w = report["args"], report["cold"], report["warm"]
     lines = ["## Recommend and serve on ONNX Runtime (fp32, int8) against torch", "",
@@ -244,9 +263,9 @@ def markdown(report: dict, out_path) -> str:
              f"{report['machine']['onnxruntime']}; both on the CPU with their default threads.", "",
              f"Set-up: two BN-Inception extractors at {a['size']} px (freshly initialised), {report['dim']}-d, "
              f"catalog of {a['catalog']:,} items (`{report['backend']}`); graphs by `fashionrec export --int8` "
-             f"({a['calibration_images']} calibration images; the export took "
-             f"{report['export_s'] if report['export_s'] is not None else 'a while, in an earlier run,'} s). "
-             "Queries are held-out synthetic JPEGs.", "",
+             f"({a['calibration_images']} calibration images; "
+             + (f"the export took {report['export_s']} s" if report["export_s"] is not None else
+                "exported by an earlier run") + "). Queries are held-out synthetic JPEGs.", "",
              "| measure | torch | onnx fp32 | onnx int8 | int8 vs torch | target |", "|---|---:|---:|---:|---:|---:|"]
     names = [n for n, *_ in RUNTIMES]
     cold_p50 = [c[n]["p50_s"] for n in names]
@@ -274,11 +293,11 @@ def markdown(report: dict, out_path) -> str:
                   "| " + " | ".join(f"{ph[k]:.3f}" for k in ("import_cli_s", "import_library_s", "index_load_s",
                                                               "sessions_s", "decode_s", "forward_first_s",
                                                               "search_s")) + " |"]
-    q = report.get("quality")
-    if q:
+    for q in report["quality"]:
         cols = [f"{m} {c}" for c in q["columns"] for m in ("P@5", "mAP@5")]
-        lines += ["", f"Quality on `{q['index']}` ({q['items']:,} items): every catalog image re-extracted as a "
-                  "query by each graph, searched against the index's torch fp32 features, itself left out:", "",
+        lines += ["", f"Quality on `{q['index']}` ({q['items']:,} items; {q.get('describe', '')}): every catalog "
+                  "image re-extracted as a query by each graph, searched against the index's torch fp32 features, "
+                  "itself left out:", "",
                   "| queries by | " + " | ".join(cols) + " | max rel. diff of features vs the index | top-5 set "
                   "changed vs fp32 |", "|---|" + "---:|" * (len(cols) + 2)]
         for name, row in q["rows"].items():
@@ -291,6 +310,16 @@ def markdown(report: dict, out_path) -> str:
 def verdict(report) -> list[str]:
     c, w = report["cold"], report["warm"]
     out = []
+    load = max(report["machine"].get("loadavg_start", 0), report["machine"].get("loadavg_end", 0))
+    idle = REPO / "benchmarks" / "bench_recommend.json"  # the recommend section's torch numbers, for scale
+    if load > 1 and idle.is_file():
+        r = json.loads(idle.read_text())
+        out.append(f"The cores were shared (load average up to {load:.1f} on {report['machine']['cores']} cores). The "
+                   f"recommend section measured torch on the same set-up with the load at "
+                   f"{r['machine'].get('loadavg_start', '?')}: cold p50 {r['cold']['p50_s']:.2f} s, warm p50 "
+                   f"{r['warm']['single']['p50_ms']:.0f} ms, against {c['torch']['p50_s']:.2f} s and "
+                   f"{w['torch']['single']['p50_ms']:.0f} ms here: the load slows the torch column most, so the "
+                   f"ratios here overstate the graphs' lead.")
     cold_int8, warm_int8 = c["onnx int8"]["p50_s"], w["onnx int8"]["single"]["p50_ms"]
     out.append(f"cold int8 p50 {cold_int8:.2f} s vs target {TARGET_COLD_S} s: "
                + ("met" if cold_int8 <= TARGET_COLD_S else f"missed by {cold_int8 / TARGET_COLD_S:.2f}x")
@@ -304,12 +333,11 @@ def verdict(report) -> list[str]:
         gain = s["onnx int8"]["requests_per_s"] / s["torch"]["requests_per_s"]
         out.append(f"serve int8 at {gain:.1f}x torch's requests/s vs target {TARGET_SERVE_GAIN:.0f}x: "
                    + ("met" if gain >= TARGET_SERVE_GAIN else "missed"))
-    q = report.get("quality")
-    if q:
+    for q in report["quality"]:
         fp, i8 = q["rows"]["onnx fp32"], q["rows"]["onnx int8"]
         gaps = {k: round(i8[k] - fp[k], 4) for k in fp if k.startswith(("P@5", "mAP@5"))}
         worst = max(abs(v) for v in gaps.values())
-        out.append(f"int8 minus fp32: {gaps}; the largest gap {worst:.3f} "
+        out.append(f"`{q['index']}`: int8 minus fp32 {gaps}; the largest gap {worst:.3f} "
                    + ("is within" if worst <= 0.005 else "is outside") + " the 0.005 band; "
                    f"{i8['top5_changed_vs_fp32']:.1%} of the queries' top-5 sets changed.")
     return out
@@ -327,10 +355,12 @@ def parse_args(argv=None):
     p.add_argument("--calibration-images", type=int, default=64)
     p.add_argument("--uploads", type=int, default=96, help="serve: uploads per runtime (0: no serve round)")
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--quality-index", type=Path, default=REPO / "demo" / "index",
-                   help="a trained index for int8's P@5 / mAP@5 (skipped when absent)")
+    p.add_argument("--quality-index", type=Path, nargs="*", default=[REPO / "demo" / "index"],
+                   help="trained indexes for int8's P@5 / mAP@5, e.g. the demo's index and index-pretrained "
+                        "(those absent are skipped)")
     add_output_options(p, "onnx")
     args = p.parse_args(argv)
+    args.quality_index = [str(q) for q in args.quality_index]  # as the report records them
     if args.quick:
         args.size, args.catalog, args.images, args.queries, args.cold_runs = 64, 2000, 90, 16, 3
         args.uploads, args.calibration_images = min(args.uploads, 48), 32
@@ -350,8 +380,8 @@ def main(argv=None):
     report["warm"] = warm(index_dir, queries)
     if args.uploads:
         report["serve"] = serve_rounds(index_dir, queries, args.uploads, args.concurrency)
-    if args.quality_index and (args.quality_index / "index.json").is_file():
-        report["quality"] = quality(args.quality_index, args.work, args.calibration_images)
+    report["quality"] = [quality(Path(q), args.work, args.calibration_images) for q in args.quality_index
+                         if (Path(q) / "index.json").is_file()]
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))
     finish_report(report, args, "onnx", markdown)
