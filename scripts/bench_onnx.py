@@ -312,8 +312,9 @@ def verdict(report) -> list[str]:
     out = []
     load = max(report["machine"].get("loadavg_start", 0), report["machine"].get("loadavg_end", 0))
     idle = REPO / "benchmarks" / "bench_recommend.json"  # the recommend section's torch numbers, for scale
-    if load > 1 and idle.is_file():
-        r = json.loads(idle.read_text())
+    r = json.loads(idle.read_text()) if idle.is_file() else {}
+    same = all(r.get("args", {}).get(k) == report["args"][k] for k in ("size", "catalog", "images"))
+    if load > 1 and same:
         out.append(f"The cores were shared (load average up to {load:.1f} on {report['machine']['cores']} cores). The "
                    f"recommend section measured torch on the same set-up with the load at "
                    f"{r['machine'].get('loadavg_start', '?')}: cold p50 {r['cold']['p50_s']:.2f} s, warm p50 "
