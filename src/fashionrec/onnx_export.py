@@ -62,6 +62,9 @@ def export_onnx(target, int8: bool = False, out=None, calibration=None,
     target = Path(target)
     if calibration_images < 1:
         raise UserError(f"--calibration-images must be >= 1; got {calibration_images}")
+    _require("onnx")  # before any work: a missing package is one line, not a failure half-way
+    if int8:
+        _require("onnxruntime")
     if (target / "index.json").is_file():
         if out is not None or calibration is not None:
             raise UserError(f"{target}: an index's graphs go into the index and calibrate on its catalog; "
