@@ -129,3 +129,14 @@ def test_bench_lite0_compares_both_extractor_sets_in_one_run(tmp_path):
                                                for r in report["results"].values())
     assert report["ratios"]["index_images_per_s"] > 0 and report["ratios"]["recommend_p50"] > 0
     assert "EfficientNet-Lite0" in section(md, "lite0")
+
+
+@pytest.mark.slow
+def test_bench_onnx_compares_the_runtimes_in_one_run(tmp_path, built_index):
+    out, md = tmp_path / "o.json", tmp_path / "RESULTS.md"
+    run_script("bench_onnx.py", "--size", 64, "--catalog", 300, "--images", 45, "--queries", 4, "--cold-runs", 1,
+               "--uploads", 8, "--calibration-images", 8, "--quality-index", built_index,
+               "--work", tmp_path / "work", "--out", out, "--results", md)
+    report = json.loads(out.read_text())
+    assert report["cold"] and report["warm"] and report["serve"] and len(report["quality"]) == 1
+    assert "ONNX Runtime" in section(md, "onnx")

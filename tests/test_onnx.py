@@ -3,10 +3,12 @@ with torch, int8 stays within its band, recommend and serve run without importin
 disk, a graph of another index or an export onto a folder that is not ours is refused."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -275,3 +277,75 @@ def test_an_mxnet_run_exports_as_the_same_network(work, catalog, tmp_path):
     ft, _ = Recommender.load(out, device="cpu", runtime="torch").extractor.extract_files(paths)
     fo, _ = Recommender.load(out, runtime="onnx").extractor.extract_files(paths)
     assert np.abs(fo - ft).max() <= 1e-4 * np.abs(ft).max()
+
+
+def test_export_and_recommend_through_the_cli_import_no_torch(built_index, tmp_path):
+    """`fashionrec export INDEX --int8`, then `fashionrec recommend --runtime onnx` in a new process: the same
+    top result as torch, and torch never imported (the CLI's own imports included)."""
+    from click.testing import CliRunner
+
+    from fashionrec.cli import main
+
+    index = tmp_path / "index"
+    shutil.copytree(built_index, index)
+    done = CliRunner().invoke(main, ["export", str(index), "--int8", "--calibration-images", "8"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((index / "index.json").read_text())["onnx"]
+    query = str(index.resolve())
+    code = textwrap.dedent(f"""
+        import json, sys
+        from fashionrec.cli import main
+        from fashionrec.catalog_index import CatalogIndex
+        cat = CatalogIndex.load({query!r})
+        image = str(cat.root / cat.items[3]["path"])
+        try:
+            main(["recommend", image, "--index", {query!r}, "-k", "2", "--json", "--runtime", "onnx"],
+                 standalone_mode=False)
+        finally:
+            print("TORCH" if any(m == "torch" or m.startswith("torch.") for m in sys.modules) else "NO-TORCH")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("NO-TORCH"), done.stdout[-500:]
+    bad = CliRunner().invoke(main, ["export", str(tmp_path / "missing")])
+    assert bad.exit_code == 2
+
+
+@pytest.mark.skipif(not os.environ.get("FASHIONREC_SERVE_PYTHON"),
+                    reason="make test sets FASHIONREC_SERVE_PYTHON to the torch-free .venv-serve it builds")
+def test_a_serving_environment_without_torch_recommends_and_serves(lite_index, tmp_path):
+    """requirements-serve.txt + the package (no dependencies): torch is not installed at all, and `recommend` and
+    the HTTP app answer from the exported graphs."""
+    python = os.environ["FASHIONREC_SERVE_PYTHON"]
+    missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "No module named 'torch'" in missing.stderr
+    query = str(query_paths(lite_index, 1)[0])
+    done = subprocess.run([python, "-m", "fashionrec", "recommend", query, "--index", str(lite_index), "-k", "3",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)[0]["results"][0]["distance"] < 1e-2
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([python, "-m", "fashionrec", "serve", "--index", str(lite_index), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):  # up to 60 s on a busy machine
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.1)
+        assert health["runtime"] == "onnx-int8"
+        with open(query, "rb") as f:
+            r = httpx.post(f"{url}/recommend", files={"image": ("q.jpg", f.read())}, data={"k": "2"}, timeout=60)
+        assert r.status_code == 200 and len(r.json()["results"]) == 2, r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

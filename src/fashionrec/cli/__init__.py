@@ -13,6 +13,7 @@ from .. import __version__
 from ..engines.arch_tables import PUBLISHED_ARCHS
 from ..engines.registry import ENGINE_NAMES
 from ..errors import UserError
+from ..onnx_cli import export, runtime_options
 from .options import (
     SETTINGS,
     device_option,
@@ -228,8 +229,10 @@ def index(config_path, catalog, extractors, out, overrides, append, types, updat
                    "--prefer brand=Aurel (repeatable).")
 @click.option("--explain", is_flag=True, help="Show each result's parts of the score (image distance, each term).")
 @device_option
+@runtime_options
 @friendly_errors
-def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, rerank_band, prefer, explain, device):
+def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, rerank_band, prefer, explain, device,
+              runtime, onnx_precision):
     """Recommend catalog items similar to IMAGES.
 
     Extracts each image with the index's own extractors (checked by weight hash), ranks the
@@ -261,7 +264,7 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, 
     prepare_query(catalog, **request)  # a bad filter is reported before the models load
     global _skip_teardown
     _skip_teardown = True  # results are printed and the picture written before returning
-    rec = Recommender.from_index(catalog, device=device or "auto")
+    rec = Recommender.from_index(catalog, device=device or "auto", runtime=runtime, onnx_precision=onnx_precision)
     results = rec.recommend(list(images), k=k, exclude_self=exclude_self, explain=explain, **request)
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -281,8 +284,9 @@ def recommend(images, k, index_dir, as_json, show, exclude_self, where, rerank, 
 @click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest accepted upload.")
 @device_option
+@runtime_options
 @friendly_errors
-def serve(index_dir, host, port, max_upload_mb, device):
+def serve(index_dir, host, port, max_upload_mb, device, runtime, onnx_precision):
     """Serve recommendations over HTTP, with a web page at /.
 
     Loads the index and its extractors once. POST /recommend takes an image upload;
@@ -292,7 +296,7 @@ def serve(index_dir, host, port, max_upload_mb, device):
     """
     from ..serve import serve as run_server
 
-    run_server(index_dir, host=host, port=port, device=device or "auto",
+    run_server(index_dir, host=host, port=port, device=device or "auto", runtime=runtime, onnx_precision=onnx_precision,
                max_upload_bytes=int(max_upload_mb * 1024 * 1024), log=click.echo)
 
 
@@ -366,6 +370,8 @@ def demo(out, quick, engine, progress):
 
 
 main.add_command(cache)
+export.callback = friendly_errors(export.callback)  # onnx_cli is below this package: the wrapper is added here
+main.add_command(export)
 _skip_teardown = False  # set by a command whose output is complete once it returns (see entry)
 
 
