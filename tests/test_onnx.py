@@ -325,8 +325,7 @@ def test_a_serving_environment_without_torch_recommends_and_serves(lite_index, t
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)[0]["results"][0]["distance"] < 1e-2
     import socket
-
-    import httpx
+    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -337,15 +336,22 @@ def test_a_serving_environment_without_torch_recommends_and_serves(lite_index, t
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):  # up to 60 s on a busy machine
             try:
-                health = httpx.get(f"{url}/healthz", timeout=2).json()
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    health = json.loads(r.read())
                 break
-            except httpx.HTTPError:
+            except OSError:
                 assert server.poll() is None, server.stdout.read()
                 time.sleep(0.1)
         assert health["runtime"] == "onnx-int8"
-        with open(query, "rb") as f:
-            r = httpx.post(f"{url}/recommend", files={"image": ("q.jpg", f.read())}, data={"k": "2"}, timeout=60)
-        assert r.status_code == 200 and len(r.json()["results"]) == 2, r.text
+        boundary = "fashionrec-test-boundary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n2\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+                f"Content-Type: image/jpeg\r\n\r\n").encode()
+        body += Path(query).read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(f"{url}/recommend", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            assert r.status == 200 and len(json.loads(r.read())["results"]) == 2
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -66,7 +66,8 @@ def test_a_ctrl_c_swallowed_in_a_del_still_stops_the_loader_and_the_drawing(synt
                          capture_output=True, text=True, timeout=120, preexec_fn=_foreground_job)
     assert out.returncode == 0, out.stderr
     lines = [ln for ln in out.stdout.splitlines() if ln != "swallowed"]
-    assert out.stdout.count("swallowed") == 4 and out.stderr.count("Exception ignored") == 4, (out.stdout, out.stderr)
+    # each dropped KeyboardInterrupt is recorded and left quiet: no "Exception ignored ... Traceback" on stderr
+    assert out.stdout.count("swallowed") == 4 and "Exception ignored" not in out.stderr, (out.stdout, out.stderr)
     assert [ln.rsplit(" ", 1)[0] for ln in lines] == ["loader 0 stopped after", "loader 2 stopped after",
                                                       "synth 1 stopped after", "synth 2 stopped after"], out.stdout
     assert int(lines[0].split()[-1]) == 1 and int(lines[1].split()[-1]) == 1  # the very next batch

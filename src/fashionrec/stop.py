@@ -8,7 +8,9 @@ ignored in ..." and dropped, and the command would go on as if nobody had asked.
 
 So the handler :func:`scope` installs for SIGINT records the request before it raises, and the long
 loops (each loader batch, each synth job) call :func:`check`, which raises KeyboardInterrupt again
-while a request is recorded: nothing resets the record within a command. A data-parallel run's
+while a request is recorded: nothing resets the record within a command. The dropped one is not
+printed either (``sys.unraisablehook``): the user asked to stop and the command stops, with its own
+one line, not a traceback of a weakref callback. A data-parallel run's
 :class:`~fashionrec.distributed.StopSignals` records too, but there the ranks stop together at a step
 they agree on, so :func:`check` leaves the decision to them while it is :func:`deferred`.
 
@@ -21,6 +23,7 @@ the mask of whichever thread started it, and nobody means that.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -48,6 +51,14 @@ def check() -> None:
     data-parallel run are not the ones deciding it)."""
     if _depth and _requested is not None and not _deferred:
         raise KeyboardInterrupt
+
+
+def _quiet_recorded_stop(unraisable, _previous=None) -> None:
+    """``sys.unraisablehook`` in a command: a KeyboardInterrupt of a recorded stop that landed where Python drops
+    exceptions (a ``__del__``, a weakref callback) is left to :func:`check`; anything else is printed as before."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _requested is not None:
+        return
+    (_previous or sys.__unraisablehook__)(unraisable)
 
 
 def _interrupt(signum, frame):
@@ -84,11 +95,14 @@ def scope():
     if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored, nobody else's
         previous = signal.signal(signal.SIGINT, _interrupt)
     _depth = 1
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: _quiet_recorded_stop(unraisable, hook)
     try:
         if main:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending one is raised here, recorded
         yield
     finally:
         _depth = 0
+        sys.unraisablehook = hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
