@@ -1,6 +1,8 @@
 """Augmentation as batched tensor ops (engines/torch/device_augment.py) against the host path (data/augment.py),
 on CPU tensors: the same draws, the same bytes."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +191,31 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="3 sets of parameters for a batch of 2"):
         augment_batch(x, augment_params(None, 0, 0, range(3)))
     assert augment_batch(x[:0], augment_params(PAPER, 0, 0, [])).shape == (0, 8, 8, 3)
+
+
+def test_training_with_augment_on_device_is_the_same_run_as_on_the_host(synth_root, tmp_path):
+    """``augment.on: device`` (the training loop augments the loader's plain batches as tensors): on a CPU the
+    run's history is the host-augmented run's, loss for loss; mxnet cannot, in one line."""
+    from fashionrec.config import StageConfig, from_dict
+    from fashionrec.errors import UserError
+    from fashionrec.training import train
+
+    def config(name: str, on: str, engine: str = "torch"):
+        return from_dict(StageConfig, {
+            "stage": "finetune", "task": "category", "engine": engine,
+            "data": {"format": "csv", "root": str(synth_root / "fashion" / "category.csv")},
+            "model": {"arch": "alexnet", "input_size": 64},
+            "augment": {"on": on, "crop_scale": [0.5, 1.0]},
+            "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "max_epochs": 2, "workers": 0,
+                      "device": "cpu", "limit_train_batches": 3, "top_k": 3},
+            "output": {"dir": str(tmp_path), "name": name}})
+
+    def history(run):
+        return [(r["train_loss"], r["train_acc"], r["val_loss"]) for r in
+                (json.loads(line) for line in (run / "history.jsonl").open())]
+
+    host = train(config("host", "host"), progress=False, log=lambda *_: None)
+    device = train(config("device", "device"), progress=False, log=lambda *_: None)
+    assert history(device) == history(host)
+    with pytest.raises(UserError, match="^augment.on: device needs engine torch"):
+        train(config("mx", "device", engine="mxnet"), progress=False, log=lambda *_: None)

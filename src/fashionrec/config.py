@@ -136,6 +136,7 @@ class TrainConfig(TrainingBlock):
 
 
 FLIP_AXES = ("vertical", "horizontal", "none")  # of AugmentConfig.flip
+AUGMENT_ON = ("host", "device", "auto")  # of AugmentConfig.on
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,10 @@ class AugmentConfig:
             and the paper's setting, crops nothing.
         crop_ratio: (lo, hi) range of the crop's width/height ratio (drawn log-uniformly).
         enabled: False turns the whole augmentation off.
+        on: where the training loop augments: ``host`` (the loader's workers, PIL), ``device``
+            (batched tensor ops on the network's device, torch engine:
+            :mod:`fashionrec.engines.torch.device_augment`, the same bytes on a CPU) or ``auto``
+            (device on CUDA, host otherwise). The parameters are drawn from (seed, epoch, row) either way.
     """
 
     rotation: Annotated[float, Range(ge=0, le=180)] = 3.0
@@ -168,6 +173,7 @@ class AugmentConfig:
     crop_scale: tuple[Annotated[float, Range(gt=0, le=1)], Annotated[float, Range(gt=0, le=1)]] = (1.0, 1.0)
     crop_ratio: tuple[Annotated[float, Range(gt=0, le=10)], Annotated[float, Range(gt=0, le=10)]] = (0.75, 4 / 3)
     enabled: bool = True
+    on: str = "host"
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise types in place once, here
@@ -188,6 +194,8 @@ class AugmentConfig:
             raise ValueError(f"flip must be one of {', '.join(FLIP_AXES)}; got {_short(self.flip)}")
         if not isinstance(self.enabled, bool):
             raise ValueError(f"enabled must be true or false; got {_short(self.enabled)}")
+        if self.on not in AUGMENT_ON:
+            raise ValueError(f"on must be one of {', '.join(AUGMENT_ON)}; got {_short(self.on)}")
 
 
 @dataclass

@@ -196,9 +196,15 @@ class TorchClassifier:
             return outputs, labels
         return gather_rows(outputs), gather_rows(labels)
 
-    def _images(self, x: np.ndarray) -> torch.Tensor:
-        """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the device, channels_last in memory."""
-        t = torch.from_numpy(check_images(x)).to(self.device, non_blocking=True)
+    def _images(self, x) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on the device, channels_last in memory. ``x`` is
+        a numpy batch, or a uint8 tensor (already on the device when it was augmented there)."""
+        if isinstance(x, torch.Tensor):
+            if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+                raise ValueError(f"images must be a uint8 (N, H, W, 3) batch; got {x.dtype} {tuple(x.shape)}")
+            t = x.contiguous().to(self.device, non_blocking=True)
+        else:
+            t = torch.from_numpy(check_images(x)).to(self.device, non_blocking=True)
         if self.channels == "bgr":  # Caffe-lineage weights: reversed on the uint8 bytes, still NHWC
             t = t.flip(-1)
         t = t.permute(0, 3, 1, 2).float()  # a channels_last view of the NHWC bytes: no copy

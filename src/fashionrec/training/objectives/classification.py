@@ -85,6 +85,8 @@ class Classification(Objective):
     def check(self) -> None:
         t = self.cfg.train
         check_finetune_options(self.cfg.engine, t)
+        if self.cfg.augment.on == "device" and self.cfg.engine != "torch":
+            raise UserError(f"augment.on: device needs engine torch (engine {self.cfg.engine} augments on the host)")
         if t.patience < 1:
             raise UserError("train.patience: must be >= 1")
         if t.top_k < 1:
@@ -143,7 +145,8 @@ class Classification(Objective):
                 + (f" x {world.size} ranks ({world.backend})" if world.enabled else "") + f" -> {cfg.run_dir}"]
 
     def run_epoch(self, clf, loaders, epoch, progress, world, stop):
-        return _run_epoch(clf, *loaders, epoch, self.cfg, progress, world, stop)
+        augment = device_augmenter(self.cfg, clf.device) if augments_on_device(self.cfg) else None
+        return _run_epoch(clf, *loaders, epoch, self.cfg, progress, world, stop, augment)
 
     def epoch_line(self, row):
         return (f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
@@ -159,14 +162,42 @@ class Classification(Objective):
         plot_history(history, png, title=self.title, label_smoothing=self.cfg.train.label_smoothing)
 
 
+def augments_on_device(cfg: StageConfig) -> bool:
+    """Whether the training loop augments on the network's device (``augment.on``; ``auto``: on CUDA)."""
+    a = cfg.augment
+    if not a.enabled or a.on == "host" or cfg.engine != "torch":
+        return False
+    if a.on == "device":
+        return True
+    import torch
+
+    return cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+
+
+def device_augmenter(cfg: StageConfig, device: str):
+    """``augment(x, rows, epoch)``: a loader's un-augmented uint8 batch as the augmented uint8 tensor on ``device``,
+    the bytes the loader's workers would have made (the same draws from (seed, epoch, row))."""
+    import torch
+
+    from ...engines.torch.device_augment import augment_batch, augment_params
+
+    def augment(x, rows, epoch: int):
+        params = augment_params(cfg.augment, cfg.train.seed, epoch, rows)
+        return augment_batch(torch.from_numpy(x).to(device, non_blocking=True), params)
+
+    return augment
+
+
 def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):
     """(train, val) loaders; data-parallel, this rank's share of every training batch and its run of the
-    validation batches (of its share of the batch size)."""
+    validation batches (of its share of the batch size). With augmentation on the device the training
+    loader hands over the batches un-augmented."""
     common = dict(input_size=cfg.model.input_size, seed=cfg.train.seed, workers=cfg.train.workers,
                   max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels,
                   rank=world.rank, world_size=world.size,
                   cache=decoded_cache(world, cfg.data, manifest, cfg.model.input_size, cfg.train.workers))
-    train = BatchLoader(manifest.subset("train"), batch_size=cfg.train.batch_size, shuffle=True, augment=cfg.augment,
+    augment = None if augments_on_device(cfg) else cfg.augment
+    train = BatchLoader(manifest.subset("train"), batch_size=cfg.train.batch_size, shuffle=True, augment=augment,
                         limit_batches=cfg.train.limit_train_batches, shard_by="batch", **common)
     val = BatchLoader(manifest.subset("val"), batch_size=world.local_batch(cfg.train.batch_size), shuffle=False,
                       shard_by="range", **common)
@@ -174,7 +205,7 @@ def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):
 
 
 def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, progress: bool, world: World = SINGLE,
-               stop: StopSignals | None = None) -> dict:
+               stop: StopSignals | None = None, augment=None) -> dict:
     clf.set_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: reproducible across resume
     frozen = epoch <= cfg.train.freeze_backbone_epochs
     if cfg.train.freeze_backbone_epochs:
@@ -185,7 +216,9 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
     lr, steps = cfg.train.lr, len(train_loader)
     bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
                disable=not progress, unit="batch")
-    for step, (x, y, _) in enumerate(bar):
+    for step, (x, y, rows) in enumerate(bar):
+        if augment is not None and len(rows):
+            x = augment(x, rows, epoch)
         if scheduled:
             lr = scheduled_lr(cfg.train, epoch, step, steps)
             clf.set_lr(lr)
