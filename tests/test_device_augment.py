@@ -219,3 +219,28 @@ def test_training_with_augment_on_device_is_the_same_run_as_on_the_host(synth_ro
     assert history(device) == history(host)
     with pytest.raises(UserError, match="^augment.on: device needs engine torch"):
         train(config("mx", "device", engine="mxnet"), progress=False, log=lambda *_: None)
+
+
+def test_metric_learning_with_augment_on_device_is_the_same_run_as_on_the_host(synth_root, tmp_path):
+    from fashionrec.config import from_dict
+    from fashionrec.metric_learning.config import MetricConfig
+    from fashionrec.training import train
+
+    def config(name: str, on: str, enabled: bool = True):
+        return from_dict(MetricConfig, {
+            "stage": "metric", "data": {"format": "inshop", "root": str(synth_root / "inshop"), "val_fraction": 0.25},
+            "model": {"arch": "bninception", "input_size": 32, "embedding_dim": 16}, "loss": {"name": "triplet"},
+            "augment": {"on": on, "enabled": enabled, "flip": "horizontal", "crop_scale": [0.6, 1.0]},
+            "output": {"dir": str(tmp_path), "name": name},
+            "train": {"lr": 1e-3, "batch_size": 8, "images_per_item": 4, "max_epochs": 2, "warmup_epochs": 0,
+                      "workers": 0, "device": "cpu", "limit_train_batches": 2}})
+
+    def history(run):
+        rows = (json.loads(line) for line in (run / "history.jsonl").open())
+        return [(r["train_loss"], r["val_recall@1"]) for r in rows]
+
+    host = train(config("host", "host"), progress=False, log=lambda *_: None)
+    device = train(config("device", "device"), progress=False, log=lambda *_: None)
+    assert history(device) == history(host)
+    plain = train(config("plain", "device", enabled=False), progress=False, log=lambda *_: None)
+    assert history(plain) != history(host)  # the augmentation did change the batches

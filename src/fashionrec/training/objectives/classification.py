@@ -25,6 +25,7 @@ from ...engines.factory import build_classifier
 from ...errors import UserError
 from ...evaluate import predict_loader
 from ...runs import CLASSIFIER_KIND, load_classifier, normalization_record
+from ..augment import augments_on_device, device_augmenter
 from ..objective import Objective, register_objective
 from ..schedule import scheduled_lr
 from ..trainer import agree_on_step, decoded_cache
@@ -160,32 +161,6 @@ class Classification(Objective):
         from ...report import plot_history
 
         plot_history(history, png, title=self.title, label_smoothing=self.cfg.train.label_smoothing)
-
-
-def augments_on_device(cfg: StageConfig) -> bool:
-    """Whether the training loop augments on the network's device (``augment.on``; ``auto``: on CUDA)."""
-    a = cfg.augment
-    if not a.enabled or a.on == "host" or cfg.engine != "torch":
-        return False
-    if a.on == "device":
-        return True
-    import torch
-
-    return cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
-
-
-def device_augmenter(cfg: StageConfig, device: str):
-    """``augment(x, rows, epoch)``: a loader's un-augmented uint8 batch as the augmented uint8 tensor on ``device``,
-    the bytes the loader's workers would have made (the same draws from (seed, epoch, row))."""
-    import torch
-
-    from ...engines.torch.device_augment import augment_batch, augment_params
-
-    def augment(x, rows, epoch: int):
-        params = augment_params(cfg.augment, cfg.train.seed, epoch, rows)
-        return augment_batch(torch.from_numpy(x).to(device, non_blocking=True), params)
-
-    return augment
 
 
 def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):

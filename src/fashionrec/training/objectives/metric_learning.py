@@ -43,6 +43,7 @@ from ...metric_learning.plots import plot_metric_history
 from ...metric_learning.sampler import BalancedLoader
 from ...runs import EMBEDDING_KIND as KIND
 from ...runs import read_model_json
+from ..augment import augments_on_device, device_augmenter
 from ..objective import Objective, register_objective
 from ..schedule import epoch_lr_factor
 from ..trainer import agree_on_step, decoded_cache
@@ -113,8 +114,9 @@ class MetricLearning(Objective):
         cache = decoded_cache(world, cfg.data, self.cache_images(), cfg.model.input_size, t.workers)
         common = dict(workers=t.workers, max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels,
                       rank=world.rank, world_size=world.size, cache=cache)
+        augment = None if augments_on_device(cfg) else cfg.augment  # on the device: plain batches from the loader
         train_loader = BalancedLoader(self.train_set.image_source(), cfg.model.input_size, t.batch_size,
-                                      t.images_per_item, seed=t.seed, augment=cfg.augment,
+                                      t.images_per_item, seed=t.seed, augment=augment,
                                       limit_batches=t.limit_train_batches, **common)
         val_loader = BatchLoader(self.val_set.image_source(), cfg.model.input_size, t.eval_batch_size,
                                  shard_by="range", **common)
@@ -132,7 +134,8 @@ class MetricLearning(Objective):
         return lines
 
     def run_epoch(self, model, loaders, epoch, progress, world, stop):
-        return _run_epoch(model, *loaders, self.val_set, epoch, self.cfg, progress, world, stop)
+        augment = device_augmenter(self.cfg, model.device) if augments_on_device(self.cfg) else None
+        return _run_epoch(model, *loaders, self.val_set, epoch, self.cfg, progress, world, stop, augment)
 
     def epoch_line(self, row):
         return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}"
@@ -218,7 +221,7 @@ def _embed_shards(model, loader, images: ItemImages, world: World, progress: boo
 
 
 def _run_epoch(model, train_loader, val_loader, val_set: ItemImages, epoch: int, cfg: MetricConfig,
-               progress: bool, world: World = SINGLE, stop: StopSignals | None = None) -> dict:
+               progress: bool, world: World = SINGLE, stop: StopSignals | None = None, augment=None) -> dict:
     t = cfg.train
     model.set_seed(t.seed * 100_003 + epoch)
     model.set_lr_factor(epoch_lr_factor(t, epoch))
@@ -228,7 +231,9 @@ def _run_epoch(model, train_loader, val_loader, val_set: ItemImages, epoch: int,
     loss_sum, n = 0.0, 0
     bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
                disable=not progress, unit="batch")
-    for x, y, _ in bar:
+    for x, y, rows in bar:
+        if augment is not None and len(rows):
+            x = augment(x, rows, epoch)
         images = len(y)
         if world.enabled:  # the loss is the global batch's on every rank: count it once
             images = agree_on_step(world, stop, train_loader, len(y))
