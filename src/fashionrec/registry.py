@@ -33,11 +33,14 @@ def load_plugins() -> None:
     for name in names:
         if name in _plugins_loaded:
             continue
-        _plugins_loaded.add(name)
         try:
             importlib.import_module(name)
         except ImportError as e:
             raise UserError(f"{PLUGINS_ENV}: cannot import plugin module {name!r} ({e})") from None
+        except Exception as e:  # noqa: BLE001 - the plugin's own bug (a name registered twice...): its author's to fix
+            raise UserError(f"{PLUGINS_ENV}: plugin module {name!r} failed while importing: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        _plugins_loaded.add(name)  # after it imported: a failing one fails every time it is asked for
     global _entry_points_loaded
     if not _entry_points_loaded:
         _entry_points_loaded = True
