@@ -117,6 +117,26 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def json_errors(app: FastAPI) -> None:
+    """Every error of ``app`` as ``{"error": "one line"}``: HTTP errors with their status, a request that fails
+    validation as a 422 naming its first bad field, a :class:`UserError` as a 400 (or the status it carries,
+    e.g. a judging study's refusals)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError):
+        return _error(getattr(exc, "status", 400), str(exc))
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """A request's filter and re-ranking as sent, hashable so that batched uploads asking the same are ranked
@@ -231,20 +251,7 @@ def create_app(recommender: Recommender, *, max_upload_bytes: int = DEFAULT_MAX_
                               "block per labelled attribute (category, texture, ...; Tuinhof, Pirker & "
                               "Haltmeier, 2018).")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
-
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError):
-        return _error(400, str(exc))
-
+    json_errors(app)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
 
     def check_item(item_id: int) -> None:

@@ -37,13 +37,12 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import UserError
+from ..serve import json_errors
 from .interleave import team_draft
 from .schema import JudgmentRefused
 from .store import JudgmentStore
@@ -74,10 +73,6 @@ class Answer(BaseModel):
 class Click(BaseModel):
     impression: int
     item: str
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 class _Cache:
@@ -139,19 +134,7 @@ def create_judge_app(store: JudgmentStore, systems: list[System], queries: list[
 
     app = FastAPI(title="fashionrec judgments", version=__version__, docs_url=None, redoc_url=None)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
-
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError):
-        return _error(exc.status if isinstance(exc, JudgmentRefused) else 400, str(exc))
+    json_errors(app)  # the store's refusals carry their 4xx status
 
     @app.middleware("http")
     async def judge_cookie(request: Request, call_next):
