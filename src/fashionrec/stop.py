@@ -6,7 +6,9 @@ is forked: the signals are blocked in the main thread then, so one of torch's th
 handler runs in the hook after the fork). A KeyboardInterrupt raised there is printed as "Exception
 ignored in ..." and dropped, and the command would go on as if nobody had asked.
 
-So the handler :func:`scope` installs for SIGINT records the request before it raises, and the long
+So the handler :func:`scope` installs for SIGINT and SIGTERM records the request before it raises (SIGTERM
+too: its default would kill the command mid-write, e.g. between a run folder's creation and the first
+epoch, before the training loop's own handler is in place), and the long
 loops (each loader batch, each synth job) call :func:`check`, which raises KeyboardInterrupt again
 while a request is recorded: nothing resets the record within a command. The dropped one is not
 printed either (``sys.unraisablehook``): the user asked to stop and the command stops, with its own
@@ -79,7 +81,7 @@ def deferred():
 
 @contextmanager
 def scope():
-    """A command: a fresh record, SIGINT recorded before it raises, and stop signals unblocked. Nested
+    """A command: a fresh record, SIGINT and SIGTERM recorded before they raise, and stop signals unblocked. Nested
     scopes are part of the outermost one."""
     global _depth, _requested
     if _depth:
@@ -90,10 +92,12 @@ def scope():
             _depth -= 1
         return
     _requested = None
-    previous = None
+    previous = {}
     main = threading.current_thread() is threading.main_thread()  # signals are the main thread's business
     if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored, nobody else's
-        previous = signal.signal(signal.SIGINT, _interrupt)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+    if main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # as SIGINT: before the epochs' handler too
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
     _depth = 1
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: _quiet_recorded_stop(unraisable, hook)
@@ -104,5 +108,5 @@ def scope():
     finally:
         _depth = 0
         sys.unraisablehook = hook
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
