@@ -75,9 +75,6 @@ class Registry:
         """What is registered so far, without importing anything (for use while a module registers)."""
         return dict(self._things)
 
-    def unregister(self, name: str) -> None:
-        self._things.pop(name, None)
-
     def _discover(self) -> None:
         if not self._discovered:
             self._discovered = True

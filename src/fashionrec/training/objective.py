@@ -73,7 +73,7 @@ class Objective:
         raise NotImplementedError
 
     def model_info(self, model) -> dict:
-        """model.json's objective-specific keys (the Trainer adds weights, init, device, ranks)."""
+        """model.json's objective-specific keys (the Trainer adds the run kind, weights, init, device, ranks)."""
         raise NotImplementedError
 
     def make_loaders(self, world) -> tuple:

@@ -120,7 +120,7 @@ class Trainer:
         if world.enabled:
             model.distribute(sync_bn=t.sync_bn)
 
-        info = {**obj.model_info(model), "stage": cfg.stage, "weights": checkpoint.weights,
+        info = {"kind": obj.run_kind, **obj.model_info(model), "stage": cfg.stage, "weights": checkpoint.weights,
                 "init": checkpoint.meta.get("init"), "device": model.device,
                 "world_size": world.size, "batch_size": t.batch_size}  # how it was trained: ranks, global batch
         scalars = ScalarLog(run_dir, cfg.log.tensorboard and world.is_main, title=obj.title)

@@ -129,7 +129,7 @@ class Classification(Objective):
 
     def model_info(self, clf):
         cfg = self.cfg
-        return {"kind": CLASSIFIER_KIND, "engine": cfg.engine, "arch": cfg.model.arch, "task": cfg.task,
+        return {"engine": cfg.engine, "arch": cfg.model.arch, "task": cfg.task,
                 "classes": list(self.manifest.classes), "input_size": cfg.model.input_size,
                 "normalization": normalization_record(clf), "num_features": clf.num_features,
                 "top_k": cfg.train.top_k}

@@ -105,7 +105,7 @@ class MetricLearning(Objective):
 
     def model_info(self, model):
         cfg = self.cfg
-        return {"kind": KIND, "engine": "torch", "arch": cfg.model.arch, "task": KIND, "classes": [],
+        return {"engine": "torch", "arch": cfg.model.arch, "task": KIND, "classes": [],
                 "embedding_dim": cfg.model.embedding_dim, "num_features": cfg.model.embedding_dim,
                 "input_size": cfg.model.input_size, "normalization": self.norm, "loss": cfg.loss.name}
 
