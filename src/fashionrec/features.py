@@ -28,7 +28,7 @@ from .runs import load_classifier, sha256_file
 class FeatureExtractor(QueryImages):
     """Several trained runs used as one feature extractor (heads stripped, features concatenated)."""
 
-    def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32", compile: str = "off"):
         if not run_dirs:
             raise UserError("extractors: give at least one run directory")
         self.runs = [Path(r) for r in run_dirs]
@@ -37,6 +37,10 @@ class FeatureExtractor(QueryImages):
         for run in self.runs:
             clf, info = load_classifier(run, device=device)
             clf.set_inference_precision(precision)
+            if compile != "off":
+                if not hasattr(clf, "set_compile"):
+                    raise UserError(f"compile: {compile} needs engine torch ({run} is engine {info['engine']})")
+                clf.set_compile(inference=compile)
             self.classifiers.append(clf)
             self.infos.append(info)
         sizes = {i["input_size"] for i in self.infos}
@@ -73,6 +77,15 @@ class FeatureExtractor(QueryImages):
             probs.append(softmax(logits) if logits.shape[-1] else logits.astype(np.float32, copy=False))
         return np.concatenate(feats, axis=1), probs
 
+    def _feeding(self) -> dict:
+        """The loader's ``borrow`` and ``pin``: every network is done with a batch once it has extracted it, so batches
+        are lent from the workers' slots; on CUDA (torch) the slots are page-locked for the copies to the GPU."""
+        if any(c.device != "cuda" or c.engine != "torch" for c in self.classifiers):
+            return {"borrow": True}
+        from .engines.torch.transfer import pin
+
+        return {"borrow": True, "pin": pin}
+
     def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
                         max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):
         """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason}).
@@ -82,7 +95,7 @@ class FeatureExtractor(QueryImages):
         with distributed.session(self.classifiers[0].device) as world:
             loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
                                  max_bad_fraction=max_bad_fraction, max_pixels=max_pixels,
-                                 rank=world.rank, world_size=world.size, shard_by="range")
+                                 rank=world.rank, world_size=world.size, shard_by="range", **self._feeding())
             # empty first parts: a rank whose shard is empty or all undecodable still has the arrays' shapes
             feats = [np.zeros((0, self.dim), np.float32)]
             probs = [[np.zeros((0, c.num_classes), np.float32)] for c in self.classifiers]

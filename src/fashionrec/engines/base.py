@@ -45,8 +45,9 @@ class Classifier(Protocol):
     def set_lr(self, lr: float) -> None:
         """The learning rate of the next steps (a schedule calls it every step)."""
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One optimisation step on uint8 images (N, H, W, 3); returns (mean loss, logits)."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, sync: bool = True) -> tuple[float, np.ndarray]:
+        """One optimisation step on uint8 images (N, H, W, 3); returns (mean loss, logits). With ``sync=False``
+        an engine may return them as its device's values, not yet computed (``training.tally`` reads them)."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Eval-mode logits (N, num_classes) of uint8 images (N, H, W, 3)."""

@@ -182,12 +182,15 @@ register_engine(EngineSpec(
 
 # Snapshots of the registrations above, for annotations and CLI choices (``Literal[ENGINE_NAMES]``).
 DEVICE_NAMES = ("auto", "cpu", "cuda")  # where a stage computes; auto: CUDA when present
+# torch.compile's modes for the training step and extraction (torch engine); off: eager. reduce-overhead adds CUDA
+# graphs (fixed shapes: training batches with drop_last), max-autotune searches kernels (minutes of compiling)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 ENGINE_NAMES = engine_names()
 ARCH_NAMES = list_archs()
 PRECISION_NAMES = precision_names()
 TRAINING_PRECISION_NAMES = training_precisions()
 
-__all__ = ["ARCH_NAMES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "TRAINING_PRECISION_NAMES",
+__all__ = ["ARCH_NAMES", "COMPILE_MODES", "ENGINE_NAMES", "EngineSpec", "PRECISION_NAMES", "TRAINING_PRECISION_NAMES",
            "architecture_module", "check_arch",
            "check_training_precision", "training_precisions",
            "engine_names", "engine_spec", "list_archs", "precision_names", "register_engine", "register_model",

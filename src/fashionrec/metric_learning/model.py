@@ -26,6 +26,7 @@ from ..artifacts import atomic_path
 from ..data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_kwargs
 from ..engines.factory import get_builder
 from ..engines.torch.engine import TorchClassifier
+from ..engines.torch.transfer import to_device
 from ..errors import ConfigError, UserError
 from ..runs import EMBEDDING_KIND as KIND
 
@@ -150,12 +151,13 @@ class Embedder(TorchClassifier):
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One step on a class-balanced batch; returns (loss, embeddings)."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, sync: bool = True) -> tuple[float, np.ndarray]:
+        """One step on a class-balanced batch; returns (loss, embeddings), as the device's tensors with
+        ``sync=False`` (see the classifier's)."""
         if self.optimizer is None:
             raise RuntimeError("call configure_training() before train_step()")
         self.train_mode()
-        xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
+        xt, yt = self._images(x), to_device(torch.from_numpy(np.asarray(y, np.int64)), self.device)
         with self._autocast():
             emb = self._training_module()(xt)  # the DDP wrapper when data-parallel
         emb = emb.float()
@@ -171,6 +173,8 @@ class Embedder(TorchClassifier):
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()
+        if not sync:
+            return loss.detach(), emb.detach()
         return float(loss.detach()), emb.detach().cpu().numpy()
 
     def reset_head(self, num_classes: int) -> None:

@@ -1,8 +1,18 @@
-"""Where a training loop augments (``augment.on``): the loader's workers on the host, or the network's device
-(:mod:`fashionrec.engines.torch.device_augment`, torch engine), with the same draws from (seed, epoch, row).
-Shared by the objectives; torch is imported only when the device does the work."""
+"""Where a training loop's host work goes, shared by the objectives: augmentation (``augment.on``) in the loader's
+workers on the host, or on the network's device (:mod:`fashionrec.engines.torch.device_augment`, torch engine),
+with the same draws from (seed, epoch, row); and how batches reach a GPU (:func:`loader_feeding`). torch is
+imported only when the torch engine asks."""
 
 from __future__ import annotations
+
+
+def trains_on_cuda(cfg) -> bool:
+    """Whether the run's network is on a CUDA device (``train.device``; ``auto``: when there is one)."""
+    if cfg.engine != "torch" or cfg.train.device == "cpu":
+        return False
+    import torch
+
+    return cfg.train.device == "cuda" or torch.cuda.is_available()
 
 
 def augments_on_device(cfg) -> bool:
@@ -10,11 +20,18 @@ def augments_on_device(cfg) -> bool:
     a = cfg.augment
     if not a.enabled or a.on == "host" or cfg.engine != "torch":
         return False
-    if a.on == "device":
-        return True
-    import torch
+    return a.on == "device" or trains_on_cuda(cfg)
 
-    return cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+
+def loader_feeding(cfg) -> dict:
+    """The loaders' ``borrow`` and ``pin``: the training loop is done with a batch when it asks for the next (its
+    step has copied it to the device), so batches are lent from the workers' slots; on CUDA the slots are
+    page-locked, so the copy to the GPU needs no host copy first."""
+    if not trains_on_cuda(cfg):
+        return {"borrow": True}
+    from ..engines.torch.transfer import pin
+
+    return {"borrow": True, "pin": pin}
 
 
 def device_augmenter(cfg, device: str):
@@ -23,9 +40,10 @@ def device_augmenter(cfg, device: str):
     import torch
 
     from ..engines.torch.device_augment import augment_batch, augment_params
+    from ..engines.torch.transfer import to_device
 
     def augment(x, rows, epoch: int):
         params = augment_params(cfg.augment, cfg.train.seed, epoch, rows)
-        return augment_batch(torch.from_numpy(x).to(device, non_blocking=True), params)
+        return augment_batch(to_device(torch.from_numpy(x), device), params)
 
     return augment

@@ -128,7 +128,8 @@ class MXNetClassifier:
         normalisation is what matters)."""
         return self._nd(normalize_batch(check_images(x), self.mean, self.std, self.channels, self.scale))
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def train_step(self, x: np.ndarray, y: np.ndarray, sync: bool = True) -> tuple[float, np.ndarray]:
+        # host values whatever ``sync`` says: asnumpy() is where mxnet's queue is waited for anyway
         if self.trainer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
         mx = _mx()

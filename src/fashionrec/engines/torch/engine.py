@@ -39,7 +39,8 @@ from ...data.images import IMAGENET_MEAN, IMAGENET_STD, normalization_terms
 from ...distributed import bind_local_gpu, gather_rows
 from ...errors import UserError
 from ..base import check_images
-from ..registry import check_training_precision, engine_spec
+from ..registry import COMPILE_MODES, check_training_precision, engine_spec
+from .transfer import to_device
 from .weights import get_weights, set_weights
 
 PRECISIONS = engine_spec("torch").precisions
@@ -98,6 +99,8 @@ class TorchClassifier:
         self.set_training_precision("auto")
         self.world_size = 1  # ranks training together (distribute)
         self._ddp, self._ddp_trainable = None, None  # the DistributedDataParallel wrapper, made when needed
+        self.compile_modes = {"training": "off", "inference": "off"}
+        self._compiled: dict[str, tuple] = {}  # role -> (the module or function compiled, its compiled form)
 
     @property
     def num_classes(self) -> int:
@@ -174,9 +177,35 @@ class TorchClassifier:
             self.model = convert_sync_batchnorm(self.model)
         self._ddp = self._inference_model = None
 
+    def set_compile(self, training: str | None = None, inference: str | None = None) -> None:
+        """``torch.compile`` the training step's network and/or extraction's forward pass, in one of
+        :data:`~fashionrec.engines.registry.COMPILE_MODES` (``off``: eager, the default). The first step (and each
+        new batch shape) then compiles for seconds to minutes; the weights, their file and the optimiser are the
+        eager network's."""
+        for role, mode in (("training", training), ("inference", inference)):
+            if mode is None:
+                continue
+            if mode not in COMPILE_MODES:
+                raise ValueError(f"{role} compile mode must be one of {', '.join(COMPILE_MODES)}; got {mode!r}")
+            self.compile_modes[role] = mode
+            self._compiled.pop(role, None)
+
+    def _compiled_form(self, role: str, target):
+        """``target`` (a module or function) as ``role``'s compile mode has it: compiled once per target."""
+        mode = self.compile_modes[role]
+        if mode == "off":
+            return target
+        done = self._compiled.get(role)
+        if done is None or done[0] is not target:
+            done = self._compiled[role] = (target, torch.compile(target, mode=mode))
+        return done[1]
+
     def _training_module(self) -> torch.nn.Module:
-        """The network to train through: the DDP wrapper when distributed, made anew when the set of
-        trainable parameters changed (a frozen backbone), since DDP reduces the ones it was made with."""
+        """The network to train through (compiled when asked): the DDP wrapper when distributed, made anew when the
+        set of trainable parameters changed (a frozen backbone), since DDP reduces the ones it was made with."""
+        return self._compiled_form("training", self._plain_training_module())
+
+    def _plain_training_module(self) -> torch.nn.Module:
         if self.world_size == 1:
             return self.model
         trainable = tuple(p.requires_grad for p in self.model.parameters())
@@ -202,9 +231,9 @@ class TorchClassifier:
         if isinstance(x, torch.Tensor):
             if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
                 raise ValueError(f"images must be a uint8 (N, H, W, 3) batch; got {x.dtype} {tuple(x.shape)}")
-            t = x.contiguous().to(self.device, non_blocking=True)
+            t = to_device(x.contiguous(), self.device)
         else:
-            t = torch.from_numpy(check_images(x)).to(self.device, non_blocking=True)
+            t = to_device(torch.from_numpy(check_images(x)), self.device)
         if self.channels == "bgr":  # Caffe-lineage weights: reversed on the uint8 bytes, still NHWC
             t = t.flip(-1)
         t = t.permute(0, 3, 1, 2).float()  # a channels_last view of the NHWC bytes: no copy
@@ -223,14 +252,17 @@ class TorchClassifier:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         self.precision = precision
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, global_batch: int | None = None) -> tuple[float, np.ndarray]:
-        """One step; data-parallel, ``global_batch`` is the number of images of the step over all ranks."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, global_batch: int | None = None,
+                   sync: bool = True) -> tuple[float, np.ndarray]:
+        """One step; data-parallel, ``global_batch`` is the number of images of the step over all ranks. With
+        ``sync=False`` the (loss, logits) are the device's tensors, for :class:`~fashionrec.training.tally.EpochTally`:
+        reading them here would make the host wait for every step."""
         if self.optimizer is None:
             raise RuntimeError("call configure_optimizer() before train_step()")
         self.train_mode()
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # one batch shape: autotuning each conv once pays
-        xt, yt = self._images(x), torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
+        xt, yt = self._images(x), to_device(torch.from_numpy(np.asarray(y, np.int64)), self.device)
         with self._autocast():
             logits = self._training_module()(xt)
             loss = F.cross_entropy(logits.float(), yt, label_smoothing=self.label_smoothing)
@@ -240,6 +272,8 @@ class TorchClassifier:
         self.optimizer.zero_grad(set_to_none=True)
         (loss * weight if weight != 1.0 else loss).backward()
         self.optimizer.step()
+        if not sync:
+            return loss.detach(), logits.detach()
         return float(loss.detach()), logits.detach().float().cpu().numpy()
 
     @torch.no_grad()
@@ -249,14 +283,17 @@ class TorchClassifier:
     @torch.inference_mode()
     def extract(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._inference_model is None:
-            self._inference_model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
-        model = self._inference_model
+            model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
+
+            def forward(images):
+                fmap = model.forward_features(images)
+                return model.forward_head(fmap), model.forward_head(fmap, pre_logits=True)
+
+            self._inference_model, self._inference_forward = model, forward
         if self.cuda:
             torch.backends.cudnn.benchmark = False  # any batch size: no autotuning per new shape
         with self._autocast(training=False):
-            fmap = model.forward_features(self._images(x))
-            pooled = model.forward_head(fmap, pre_logits=True)
-            logits = model.forward_head(fmap)
+            logits, pooled = self._compiled_form("inference", self._inference_forward)(self._images(x))
         return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
 
     def reset_head(self, num_classes: int) -> None:

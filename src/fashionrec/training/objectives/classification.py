@@ -25,9 +25,10 @@ from ...engines.factory import build_classifier
 from ...errors import UserError
 from ...evaluate import predict_loader
 from ...runs import CLASSIFIER_KIND, load_classifier, normalization_record
-from ..augment import augments_on_device, device_augmenter
+from ..augment import augments_on_device, device_augmenter, loader_feeding
 from ..objective import Objective, register_objective
 from ..schedule import scheduled_lr
+from ..tally import EpochTally
 from ..trainer import agree_on_step, decoded_cache
 
 FINETUNE_DEFAULTS = {"optimizer": ("sgd", "adam"), "backbone_lr_factor": (1.0,), "freeze_backbone_epochs": (0,),
@@ -86,6 +87,8 @@ class Classification(Objective):
     def check(self) -> None:
         t = self.cfg.train
         check_finetune_options(self.cfg.engine, t)
+        if t.compile != "off" and self.cfg.engine != "torch":
+            raise UserError(f"train.compile: {t.compile} needs engine torch (engine {self.cfg.engine} runs eagerly)")
         if self.cfg.augment.on == "device" and self.cfg.engine != "torch":
             raise UserError(f"augment.on: device needs engine torch (engine {self.cfg.engine} augments on the host)")
         if t.patience < 1:
@@ -120,6 +123,8 @@ class Classification(Objective):
         if t.freeze_batchnorm:
             clf.freeze_batchnorm(True)
         clf.set_training_precision(t.precision)
+        if t.compile != "off":
+            clf.set_compile(training=t.compile)
         if resumed:
             checkpoint.load_training_state(clf)
         return clf
@@ -170,7 +175,8 @@ def make_loaders(cfg: StageConfig, manifest, world: World = SINGLE):
     common = dict(input_size=cfg.model.input_size, seed=cfg.train.seed, workers=cfg.train.workers,
                   max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels,
                   rank=world.rank, world_size=world.size,
-                  cache=decoded_cache(world, cfg.data, manifest, cfg.model.input_size, cfg.train.workers))
+                  cache=decoded_cache(world, cfg.data, manifest, cfg.model.input_size, cfg.train.workers),
+                  **loader_feeding(cfg))
     augment = None if augments_on_device(cfg) else cfg.augment
     train = BatchLoader(manifest.subset("train"), batch_size=cfg.train.batch_size, shuffle=True, augment=augment,
                         limit_batches=cfg.train.limit_train_batches, shard_by="batch", **common)
@@ -186,7 +192,7 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
     if cfg.train.freeze_backbone_epochs:
         clf.freeze_backbone(frozen)  # set at every epoch: a resumed run freezes as the first one did
     t0 = time.perf_counter()
-    loss_sum, correct, n = 0.0, 0, 0
+    tally = EpochTally()
     scheduled = cfg.train.lr_schedule != "constant" or cfg.train.warmup_epochs > 0
     lr, steps = cfg.train.lr, len(train_loader)
     bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
@@ -201,15 +207,13 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
             step_batch = agree_on_step(world, stop, train_loader, len(y))
             if step_batch is None:
                 continue
-            loss, logits = clf.train_step(x, y, global_batch=step_batch)
+            loss, logits = clf.train_step(x, y, global_batch=step_batch, sync=False)
         else:
-            loss, logits = clf.train_step(x, y)
-            if not np.isfinite(loss):
-                raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
-        loss_sum += loss * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        n += len(y)
-        bar.set_postfix(loss=f"{loss_sum / max(n, 1):.3f}", acc=f"{correct / max(n, 1):.3f}")
+            loss, logits = clf.train_step(x, y, sync=False)
+        tally.add(loss, len(y), logits, y)
+        if tally.due():
+            _check_tally(tally, epoch, world, bar)
+    loss_sum, correct, n = _check_tally(tally, epoch, world, bar)
     if world.enabled:  # the epoch's sums over the ranks; a NaN on any rank shows in the sum
         loss_sum, correct, n = world.sum([loss_sum, correct, n])
         correct, n = int(correct), int(n)
@@ -229,6 +233,16 @@ def _run_epoch(clf, train_loader, val_loader, epoch: int, cfg: StageConfig, prog
         "train_images_per_s": n / train_s if train_s > 0 else 0.0,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _check_tally(tally: EpochTally, epoch: int, world: World, bar) -> tuple[float, int, int]:
+    """The tally's sums, shown on the bar; a UserError when the loss diverged (one process: the ranks' own sums are
+    checked once summed, at the end of the epoch)."""
+    loss_sum, correct, n = tally.read()
+    if not world.enabled and not np.isfinite(loss_sum):
+        raise UserError(f"training diverged at epoch {epoch} (loss {loss_sum / max(n, 1)}); lower train.lr")
+    bar.set_postfix(loss=f"{loss_sum / max(n, 1):.3f}", acc=f"{correct / max(n, 1):.3f}")
+    return loss_sum, correct, n
 
 
 def _validate(clf, loader, top_k: int, epoch: int, world: World, progress: bool) -> dict:

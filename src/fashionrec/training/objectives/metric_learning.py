@@ -43,9 +43,10 @@ from ...metric_learning.plots import plot_metric_history
 from ...metric_learning.sampler import BalancedLoader
 from ...runs import EMBEDDING_KIND as KIND
 from ...runs import read_model_json
-from ..augment import augments_on_device, device_augmenter
+from ..augment import augments_on_device, device_augmenter, loader_feeding
 from ..objective import Objective, register_objective
 from ..schedule import epoch_lr_factor
+from ..tally import EpochTally
 from ..trainer import agree_on_step, decoded_cache
 
 MONITOR = "val_recall@1"
@@ -113,7 +114,7 @@ class MetricLearning(Objective):
         cfg, t = self.cfg, self.cfg.train
         cache = decoded_cache(world, cfg.data, self.cache_images(), cfg.model.input_size, t.workers)
         common = dict(workers=t.workers, max_bad_fraction=cfg.data.max_bad_fraction, max_pixels=cfg.data.max_pixels,
-                      rank=world.rank, world_size=world.size, cache=cache)
+                      rank=world.rank, world_size=world.size, cache=cache, **loader_feeding(cfg))
         augment = None if augments_on_device(cfg) else cfg.augment  # on the device: plain batches from the loader
         train_loader = BalancedLoader(self.train_set.image_source(), cfg.model.input_size, t.batch_size,
                                       t.images_per_item, seed=t.seed, augment=augment,
@@ -196,6 +197,7 @@ def _embedder(cfg: MetricConfig, init, norm: dict | None, num_items: int, resume
         model.load_backbone(weights, str(init))
     model.configure_training(cfg.loss, t, num_items=num_items)
     model.set_training_precision(t.precision)
+    model.set_compile(training=t.compile)
     if resume_from is not None:
         resume_from.load_training_state(model)
     return model, norm
@@ -220,6 +222,17 @@ def _embed_shards(model, loader, images: ItemImages, world: World, progress: boo
     return out
 
 
+def _check_tally(tally: EpochTally, epoch: int, bar) -> tuple[float, int, int]:
+    """The tally's sums, shown on the bar; a UserError when the loss diverged (the global batch's loss on every rank,
+    read at the same steps: they all stop together)."""
+    loss_sum, correct, n = tally.read()
+    if not np.isfinite(loss_sum):
+        raise UserError(f"training diverged at epoch {epoch} (loss {loss_sum / max(n, 1)}); lower train.lr")
+    if n:
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}")
+    return loss_sum, correct, n
+
+
 def _run_epoch(model, train_loader, val_loader, val_set: ItemImages, epoch: int, cfg: MetricConfig,
                progress: bool, world: World = SINGLE, stop: StopSignals | None = None, augment=None) -> dict:
     t = cfg.train
@@ -228,7 +241,7 @@ def _run_epoch(model, train_loader, val_loader, val_set: ItemImages, epoch: int,
     frozen = epoch <= t.warmup_epochs
     model.freeze_backbone(frozen)
     t0 = time.perf_counter()
-    loss_sum, n = 0.0, 0
+    tally = EpochTally()
     bar = tqdm(train_loader.epoch(epoch), total=len(train_loader), desc=f"epoch {epoch}", leave=False,
                disable=not progress, unit="batch")
     for x, y, rows in bar:
@@ -239,12 +252,11 @@ def _run_epoch(model, train_loader, val_loader, val_set: ItemImages, epoch: int,
             images = agree_on_step(world, stop, train_loader, len(y))
             if images is None:
                 continue
-        loss, _ = model.train_step(x, y)
-        if not np.isfinite(loss):  # the same global loss on every rank: they all stop here
-            raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
-        loss_sum += loss * images
-        n += images
-        bar.set_postfix(loss=f"{loss_sum / n:.4f}")
+        loss, _ = model.train_step(x, y, sync=False)
+        tally.add(loss, images)
+        if tally.due():
+            _check_tally(tally, epoch, bar)
+    loss_sum, _, n = _check_tally(tally, epoch, bar)
     if world.enabled:
         train_loader.check_bad(*(int(v) for v in world.sum([len(train_loader.bad), train_loader.seen])), final=True)
     train_s = time.perf_counter() - t0
