@@ -185,10 +185,10 @@ def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) ->
             extractor.extract_batch(ready)
         return n_batches * batch / (time.perf_counter() - t)
 
-    def pipeline_rate(workers: int) -> float:
+    def pipeline_rate(workers: int, decode: str = "host") -> float:
         t = time.perf_counter()
         feats, _, rows, bad = extractor.extract_catalog(root, paths, batch_size=batch, workers=workers,
-                                                        progress=False)
+                                                        progress=False, decode=decode)
         assert not bad and len(rows) == len(paths)
         return len(paths) / (time.perf_counter() - t)
 
@@ -197,6 +197,8 @@ def bench_engine(engine: str, work: Path, root: Path, paths: list[str], args) ->
         out["forward_img_s"] = max(out["forward_img_s"], forward_rate())
         for w in args.workers:
             out["pipeline_img_s"][str(w)] = max(out["pipeline_img_s"][str(w)], pipeline_rate(w))
+        if args.decode_device:  # nvJPEG on the GPU: the main process only reads the files
+            out["device_decode_img_s"] = max(out.get("device_decode_img_s", 0.0), pipeline_rate(0, "device"))
         print(f"{engine} repeat {r + 1}: forward {out['forward_img_s']:.1f} img/s, pipeline "
               + ", ".join(f"{w} workers {v:.1f}" for w, v in out["pipeline_img_s"].items()), flush=True)
     best_w = max(out["pipeline_img_s"], key=out["pipeline_img_s"].get)
@@ -233,6 +235,11 @@ def markdown(report: dict, out_path) -> str:
         f"{w} workers" for w in a["workers"]) + " |", "|---|" + "---:|" * len(a["workers"])]
     for engine, r in report["engines"].items():
         lines.append(f"| {engine} | " + " | ".join(f"{r['pipeline_img_s'][str(w)]:.1f}" for w in a["workers"]) + " |")
+    decoded = {e: r["device_decode_img_s"] for e, r in report["engines"].items() if "device_decode_img_s" in r}
+    if decoded:
+        lines += ["", "With `decode: device` (nvJPEG on the GPU, the resize there; no loader workers):", "",
+                  "| engine | index pipeline img/s | / bare forward |", "|---|---:|---:|"]
+        lines += [f"| {e} | {v:.1f} | {v / report['engines'][e]['forward_img_s']:.2f} |" for e, v in decoded.items()]
     lines += [""] + [f"- {v}" for v in report["verdict"]]
     return "\n".join(lines)
 
@@ -271,8 +278,12 @@ def parse_args(argv=None):
     p.add_argument("--photos", type=int, default=8, help="with --photo-size: how many photos")
     p.add_argument("--targets", type=comma_list(int), default="96,224",
                    help="with --photo-size: input sizes to resize to (comma-separated)")
+    p.add_argument("--decode-device", action="store_true",
+                   help="also the pipeline with decode: device (nvJPEG through torchvision; CUDA only)")
     add_output_options(p, "extract")
     args = p.parse_args(argv)
+    if args.decode_device and args.device != "cuda":
+        p.error("--decode-device needs --device cuda")
     if args.photo_size and args.out == p.get_default("out"):
         args.out = args.out.with_name("bench_extract_photos.json")  # the extraction numbers stay
     if args.photo_size and args.section == p.get_default("section"):

@@ -62,6 +62,9 @@ index_dir, query, device = sys.argv[1], sys.argv[2], sys.argv[3]
 out = {"import_cli_s": t_cli - t0, "import_library_s": t_lib - t_cli}
 t = time.perf_counter(); index = CatalogIndex.load(index_dir); out["index_load_s"] = time.perf_counter() - t
 runs = [resolve_run(index.directory, e) for e in index.meta["extractors"]]
+if device == "cuda":  # the CUDA context alone, apart from building the networks on it
+    t = time.perf_counter(); torch.zeros(1, device="cuda"); torch.cuda.synchronize()
+    out["cuda_context_s"] = time.perf_counter() - t
 t = time.perf_counter(); ext = FeatureExtractor(runs, device=device)
 out["model_build_load_s"] = time.perf_counter() - t
 t = time.perf_counter(); ext.describe(); out["weights_hash_s"] = time.perf_counter() - t
@@ -178,6 +181,7 @@ def markdown(report: dict, out_path) -> str:
                  ("import fashionrec CLI", ph["import_cli_s"]),
                  ("import torch, numpy, library", ph["import_library_s"]),
                  ("load index (features.npy, items, search structure)", ph["index_load_s"]),
+                 *([("CUDA context", ph["cuda_context_s"])] if "cuda_context_s" in ph else []),
                  ("build 2 networks + load weights", ph["model_build_load_s"]),
                  ("sha256 of the weights (checked against index.json)", ph["weights_hash_s"]),
                  ("decode query", ph["decode_s"]), ("resize (the networks normalise)", ph["preprocess_s"]),

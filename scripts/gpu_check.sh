@@ -8,7 +8,8 @@
 # 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet in bf16 autocast (channels_last), eager and
 #    torch.compile, the loop with 12 loader workers (batches lent from page-locked slots, sums read once an epoch)
 #    against the bare step, the GPU's busy share, the loader's ceiling (issue 30's first two targets);
-# 3. bench_extract.py on CUDA: `fashionrec index`'s pipeline against the bare forward, fp32 and bf16;
+# 3. bench_extract.py on CUDA: `fashionrec index`'s pipeline against the bare forward, fp32 and bf16, with the
+#    loader's workers decoding and with nvJPEG on the GPU (`decode: device`);
 # 4. bench_recommend.py on CUDA: cold start and warm p50 of one query;
 # 5. bench_device_augment.py on CUDA: the fine-tune augmentation as tensor ops on the GPU against the loader's
 #    (PIL, one core), images/s at batch 64 and 256, and its bytes against the host path's on the GPU;
@@ -94,7 +95,7 @@ EOF
 if [ "$DEVICE" = cuda ]; then
     TRAIN=(--size 224 --source-px 300 --images 4000 --batch-size 256 --epochs 2 --batches 30 --workers 12
            --precisions bf16 --compile off,default)
-    EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2)
+    EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2 --decode-device)
     RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
     LITE0=(--size 224 --images 1024 --rounds 2 --queries 20)
     ONNX=(--quick)

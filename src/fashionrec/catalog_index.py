@@ -318,7 +318,7 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log,
         f"({' + '.join(str(b - a) for a, b in extractor.blocks)} = {extractor.dim}-d)")
     feats, probs, rows, bad = extractor.extract_catalog(
         root, paths, batch_size=cfg.batch_size, workers=cfg.workers, progress=progress,
-        max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels)
+        max_bad_fraction=cfg.catalog.max_bad_fraction, max_pixels=cfg.catalog.max_pixels, decode=cfg.decode)
     if feats is None:  # not rank 0 of a torchrun build: its shard went to rank 0
         return out
     if not np.isfinite(feats).all():  # e.g. weights that diverged: an index of NaNs would answer nothing
@@ -360,6 +360,7 @@ def _build_index(cfg: IndexConfig, out: Path, append: bool, progress: bool, log,
         "extractors": described,
         "l2_normalize": l2,
         "precision": precision,
+        **({"decode": cfg.decode} if cfg.decode != "host" else {}),  # where the catalog's JPEGs were decoded
         "backend_params": knn.get_params(),
         "catalog": {"root": str(root_abs), "root_relative": os.path.relpath(root_abs, out.resolve()),
                     "format": cfg.catalog.format, "source": str(cfg.catalog.root)},

@@ -289,6 +289,9 @@ class IndexConfig:
     device: Literal[DEVICE_NAMES] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
     compile: Literal[COMPILE_MODES] = "off"  # torch.compile extraction's forward pass (torch engine); off: eager
+    # where the catalog's JPEGs are decoded: host (the loader's workers, the bytes queries get) or device (nvJPEG
+    # on the extractors' GPU through torchvision; the resize there too: within rounding of the host's)
+    decode: Literal["host", "device"] = "host"
     # hybrid re-ranking (fashionrec.hybrid): catalog column -> weight of its agreement with the query
     rerank: dict[str, Annotated[float, Range(ge=0)]] = field(default_factory=dict)
     # a number column agrees within this relative band (|p - p_q| <= 0.2 p_q)

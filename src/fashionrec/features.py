@@ -86,16 +86,29 @@ class FeatureExtractor(QueryImages):
 
         return {"borrow": True, "pin": pin}
 
+    def _device_decoding_loader(self, source: ImageSource, batch_size: int, common: dict):
+        if any(c.engine != "torch" for c in self.classifiers):
+            raise UserError("decode: device needs the torch engine for every extractor; use decode: host")
+        from .engines.torch.nvjpeg import DeviceJpegLoader
+
+        return DeviceJpegLoader(source, self.input_size, batch_size, device=self.classifiers[0].device, **common)
+
     def extract_catalog(self, root, paths, batch_size: int = 32, workers: int = 1, progress: bool = True,
-                        max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000):
+                        max_bad_fraction: float = 0.01, max_pixels: int = 40_000_000, decode: str = "host"):
         """Extract a whole catalog. Returns (features, probs per run, kept row indices, bad {path: reason}).
+        ``decode``: ``host`` (the loader's workers) or ``device`` (nvJPEG on the extractors' GPU,
+        :mod:`fashionrec.engines.torch.nvjpeg`).
 
         Under torchrun every rank calls it: each extracts its shard, rank 0 returns the whole catalog's
         arrays and the others (None, None, None, bad)."""
         with distributed.session(self.classifiers[0].device) as world:
-            loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
-                                 max_bad_fraction=max_bad_fraction, max_pixels=max_pixels,
-                                 rank=world.rank, world_size=world.size, shard_by="range", **self._feeding())
+            common = dict(max_bad_fraction=max_bad_fraction, max_pixels=max_pixels, rank=world.rank,
+                          world_size=world.size, shard_by="range")
+            if decode == "device":
+                loader = self._device_decoding_loader(ImageSource(root, paths), batch_size, common)
+            else:
+                loader = BatchLoader(ImageSource(root, paths), self.input_size, batch_size, workers=workers,
+                                     **common, **self._feeding())
             # empty first parts: a rank whose shard is empty or all undecodable still has the arrays' shapes
             feats = [np.zeros((0, self.dim), np.float32)]
             probs = [[np.zeros((0, c.num_classes), np.float32)] for c in self.classifiers]
