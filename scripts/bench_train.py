@@ -43,7 +43,7 @@ TARGET_RATIO = 0.9
 
 
 def stage_config(engine: str, arch: str, data_root: Path, out_dir: Path, args, size: int | None = None,
-                 precision: str = "auto", compile: str = "off"):
+                 precision: str = "auto", compile: str = "eager"):
     from fashionrec.config import StageConfig, load_config
 
     overrides = [f"engine={engine}", f"model.input_size={size or args.size}", f"data.root={data_root}",
@@ -63,7 +63,7 @@ def step_rate(cfg, n_classes: int, steps: int) -> float:
     clf = build_classifier(cfg.engine, cfg.model.arch, n_classes, device=t.device, seed=0)
     clf.configure_optimizer(t.optimizer, t.lr, t.weight_decay, t.momentum)
     clf.set_training_precision(t.precision)
-    if t.compile != "off":
+    if t.compile != "eager":
         clf.set_compile(training=t.compile)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (t.batch_size, cfg.model.input_size, cfg.model.input_size, 3), dtype=np.uint8)
@@ -161,7 +161,7 @@ def markdown(report: dict, out_path) -> str:
              "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         busy = "–" if r.get("gpu_busy") is None else f"{r['gpu_busy']:.2f}"
-        lines.append(f"| {r['engine']} | {r['arch']} | {r.get('precision', 'auto')} | {r.get('compile', 'off')} | "
+        lines.append(f"| {r['engine']} | {r['arch']} | {r.get('precision', 'auto')} | {r.get('compile', 'eager')} | "
                      f"{r['optimizer']} | "
                      f"{r['batch_size']} | {r['step_img_s']:.1f} | {r['pipeline_img_s']:.1f} | {r['ratio']:.2f} | "
                      f"{busy} |")
@@ -191,7 +191,7 @@ def verdict(report) -> list[str]:
         if a["device"] == "cuda" and r["arch"] == "bninception" and a["size"] == 224 and r["precision"] != "fp32":
             met = r["pipeline_img_s"] >= GPU_TARGET_IMG_S
             step_met = r["step_img_s"] >= GPU_STEP_TARGET_IMG_S
-            out.append(f"{r['engine']} bninception {r['precision']} compile {r.get('compile', 'off')} on "
+            out.append(f"{r['engine']} bninception {r['precision']} compile {r.get('compile', 'eager')} on "
                        f"{report['machine']['gpu']}: loop {r['pipeline_img_s']:.0f} img/s against the "
                        f"{GPU_TARGET_IMG_S} img/s target (" + ("met" if met else "missed") + f"), step "
                        f"{r['step_img_s']:.0f} against {GPU_STEP_TARGET_IMG_S} (" + ("met" if step_met else "missed")
@@ -224,8 +224,8 @@ def parse_args(argv=None):
     p.add_argument("--precisions", type=comma_list(choices=("auto", "fp32", "bf16")), default="auto",
                    help="train.precision values to measure (auto: bf16 on CUDA, fp32 on a CPU)")
     p.add_argument("--epochs", type=int, default=1, help="pipeline epochs; the last one's rate is reported")
-    p.add_argument("--compile", type=comma_list(choices=("off", "default", "reduce-overhead", "max-autotune")),
-                   default="off", help="train.compile modes to measure (off: eager; the first epoch compiles)")
+    p.add_argument("--compile", type=comma_list(choices=("eager", "default", "reduce-overhead", "max-autotune")),
+                   default="eager", help="train.compile modes to measure (eager: not compiled; epoch 1 compiles)")
     p.add_argument("--source-px", type=int, default=None,
                    help="size of the pipeline's JPEGs (default --size; 300 is DeepFashion's and the loader test's)")
     add_output_options(p, "train")
@@ -264,7 +264,7 @@ def main(argv=None):
     for engine in args.engines:
         for arch in args.archs:
             for precision, compile in [(p, c) for p in args.precisions for c in args.compile]:
-                if engine == "mxnet" and (precision == "bf16" or compile != "off"):  # fp32 and eager only
+                if engine == "mxnet" and (precision == "bf16" or compile != "eager"):  # fp32 and eager only
                     continue
                 cfg = stage_config(engine, arch, data_root, args.work / "train-runs", args, precision=precision,
                                    compile=compile)

@@ -5,6 +5,8 @@
 #
 # In the order they run (the most wanted first: a step past the budget is skipped):
 # 1. the machine: GPU model, driver, compute capability, torch/CUDA/numpy versions;
+# 1b. check_cuda_feeding.py: the page-locked slots, lent batches and the device-side tally checked on CUDA
+#    (the paths tests/test_feeding.py cannot reach on a CPU);
 # 2. bench_train.py on CUDA at 224 px: BN-Inception and AlexNet in bf16 autocast (channels_last), eager and
 #    torch.compile, the loop with 12 loader workers (batches lent from page-locked slots, sums read once an epoch)
 #    against the bare step, the GPU's busy share, the loader's ceiling (issue 30's first two targets);
@@ -33,7 +35,7 @@ OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${GPU_CHECK_SECONDS:-540}
-STEPS=${STEPS:-all}  # or some of: facts,bench_train,bench_extract,bench_recommend,device_augment,bench_lite0,bench_onnx,demo,mxnet
+STEPS=${STEPS:-all}  # or some of: facts,feeding,bench_train,bench_extract,bench_recommend,device_augment,bench_lite0,bench_onnx,demo,mxnet
 WORK=${WORK:-/tmp/fashionrec-gpu-work}
 LOG=$OUT/gpu_check.log
 : >"$LOG"
@@ -94,7 +96,7 @@ EOF
 
 if [ "$DEVICE" = cuda ]; then
     TRAIN=(--size 224 --source-px 300 --images 4000 --batch-size 256 --epochs 2 --batches 30 --workers 12
-           --precisions bf16 --compile off,default)
+           --precisions bf16 --compile eager,default)
     EXTRACT=(--size 224 --images 4000 --batch-size 128 --workers 4,8,16 --repeats 2 --decode-device)
     RECOMMEND=(--size 224 --catalog 20000 --images 180 --queries 40 --cold-runs 3)
     LITE0=(--size 224 --images 1024 --rounds 2 --queries 20)
@@ -103,7 +105,7 @@ if [ "$DEVICE" = cuda ]; then
     DATA=$WORK/catalog-300px-4000/deepfashion  # bench_train's
 else  # the rehearsal
     TRAIN=(--size 64 --source-px 300 --images 300 --batch-size 16 --epochs 2 --batches 4 --workers 1
-           --precisions fp32 --compile off)
+           --precisions fp32 --compile eager)
     EXTRACT=(--size 64 --images 96 --batch-size 16 --workers 1 --repeats 1)
     RECOMMEND=(--size 64 --catalog 500 --images 45 --queries 8 --cold-runs 1)
     LITE0=(--size 64 --images 32 --rounds 1 --queries 3)
@@ -116,6 +118,8 @@ export -f facts mxnet_refusal
 export PY WORK DATA
 
 step facts 20 facts
+step feeding 40 $PY scripts/check_cuda_feeding.py --device "$DEVICE" --work "$WORK" \
+    --out "$OUT/check_cuda_feeding_$DEVICE.json"
 step bench_train 230 $PY scripts/bench_train.py --device "$DEVICE" --engines torch --archs bninception,alexnet \
     "${TRAIN[@]}" --work "$WORK" --out "$OUT/bench_train_$DEVICE.json" \
     --results "$OUT/RESULTS.md" --section "train-$DEVICE"

@@ -115,7 +115,7 @@ class TrainingBlock:
     limit_train_batches: Annotated[int, Range(ge=1)] | None = None  # cap batches per epoch (quick runs, benchmarks)
     sync_bn: bool = False  # torchrun: BatchNorm normalises with the global batch's statistics (SyncBatchNorm)
     precision: Literal[TRAINING_PRECISION_NAMES] = "auto"  # of training; auto: bf16 autocast on CUDA, fp32 on a CPU
-    compile: Literal[COMPILE_MODES] = "off"  # torch.compile the training step (torch engine); off: eager
+    compile: Literal[COMPILE_MODES] = "eager"  # torch.compile the training step (torch engine); eager: not compiled
     # Fine-tuning a pretrained backbone (torch engine): the backbone learns at this share of train.lr, the
     # new head (or embedding) at train.lr (parameter groups)
     backbone_lr_factor: Annotated[float, Range(gt=0, le=1)] = 1.0
@@ -288,7 +288,7 @@ class IndexConfig:
     workers: Annotated[int, WORKERS] = 1
     device: Literal[DEVICE_NAMES] = "auto"
     precision: Literal[PRECISION_NAMES] = "fp32"  # of extraction; recommend and serve follow the index
-    compile: Literal[COMPILE_MODES] = "off"  # torch.compile extraction's forward pass (torch engine); off: eager
+    compile: Literal[COMPILE_MODES] = "eager"  # torch.compile extraction's forward pass (torch engine)
     # where the catalog's JPEGs are decoded: host (the loader's workers, the bytes queries get) or device (nvJPEG
     # on the extractors' GPU through torchvision; the resize there too: within rounding of the host's)
     decode: Literal["host", "device"] = "host"

@@ -28,7 +28,7 @@ from .runs import load_classifier, sha256_file
 class FeatureExtractor(QueryImages):
     """Several trained runs used as one feature extractor (heads stripped, features concatenated)."""
 
-    def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32", compile: str = "off"):
+    def __init__(self, run_dirs, device: str = "auto", precision: str = "fp32", compile: str = "eager"):
         if not run_dirs:
             raise UserError("extractors: give at least one run directory")
         self.runs = [Path(r) for r in run_dirs]
@@ -37,7 +37,7 @@ class FeatureExtractor(QueryImages):
         for run in self.runs:
             clf, info = load_classifier(run, device=device)
             clf.set_inference_precision(precision)
-            if compile != "off":
+            if compile != "eager":
                 if not hasattr(clf, "set_compile"):
                     raise UserError(f"compile: {compile} needs engine torch ({run} is engine {info['engine']})")
                 clf.set_compile(inference=compile)

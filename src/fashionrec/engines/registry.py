@@ -182,9 +182,10 @@ register_engine(EngineSpec(
 
 # Snapshots of the registrations above, for annotations and CLI choices (``Literal[ENGINE_NAMES]``).
 DEVICE_NAMES = ("auto", "cpu", "cuda")  # where a stage computes; auto: CUDA when present
-# torch.compile's modes for the training step and extraction (torch engine); off: eager. reduce-overhead adds CUDA
+# torch.compile's modes for the training step and extraction (torch engine); eager: not compiled (not 'off', which
+# YAML reads as false). reduce-overhead adds CUDA
 # graphs (fixed shapes: training batches with drop_last), max-autotune searches kernels (minutes of compiling)
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune")
 ENGINE_NAMES = engine_names()
 ARCH_NAMES = list_archs()
 PRECISION_NAMES = precision_names()

@@ -99,7 +99,7 @@ class TorchClassifier:
         self.set_training_precision("auto")
         self.world_size = 1  # ranks training together (distribute)
         self._ddp, self._ddp_trainable = None, None  # the DistributedDataParallel wrapper, made when needed
-        self.compile_modes = {"training": "off", "inference": "off"}
+        self.compile_modes = {"training": "eager", "inference": "eager"}
         self._compiled: dict[str, tuple] = {}  # role -> (the module or function compiled, its compiled form)
 
     @property
@@ -179,9 +179,9 @@ class TorchClassifier:
 
     def set_compile(self, training: str | None = None, inference: str | None = None) -> None:
         """``torch.compile`` the training step's network and/or extraction's forward pass, in one of
-        :data:`~fashionrec.engines.registry.COMPILE_MODES` (``off``: eager, the default). The first step (and each
-        new batch shape) then compiles for seconds to minutes; the weights, their file and the optimiser are the
-        eager network's."""
+        :data:`~fashionrec.engines.registry.COMPILE_MODES` (``eager``, the default: not compiled). The first step
+        (and each new batch shape) then compiles for seconds to minutes; the weights, their file and the optimiser
+        are the eager network's."""
         for role, mode in (("training", training), ("inference", inference)):
             if mode is None:
                 continue
@@ -193,7 +193,7 @@ class TorchClassifier:
     def _compiled_form(self, role: str, target):
         """``target`` (a module or function) as ``role``'s compile mode has it: compiled once per target."""
         mode = self.compile_modes[role]
-        if mode == "off":
+        if mode == "eager":
             return target
         done = self._compiled.get(role)
         if done is None or done[0] is not target:

@@ -31,9 +31,9 @@ def pin(array: np.ndarray) -> Callable[[], None]:
     cudart = torch.cuda.cudart()
     ptr = array.ctypes.data
     err = cudart.cudaHostRegister(ptr, array.nbytes, 0)
-    if int(err) != 0:
+    if err != cudart.cudaError.success:
         warnings.warn(f"could not page-lock the loader's {array.nbytes / 2**20:.0f} MiB of batch slots "
-                      f"(cudaHostRegister: error {int(err)}); batches are copied to the GPU from pageable memory",
+                      f"(cudaHostRegister: {err}); batches are copied to the GPU through pinned copies",
                       RuntimeWarning, stacklevel=2)
         return lambda: None
     return lambda: cudart.cudaHostUnregister(ptr)

@@ -87,7 +87,7 @@ class Classification(Objective):
     def check(self) -> None:
         t = self.cfg.train
         check_finetune_options(self.cfg.engine, t)
-        if t.compile != "off" and self.cfg.engine != "torch":
+        if t.compile != "eager" and self.cfg.engine != "torch":
             raise UserError(f"train.compile: {t.compile} needs engine torch (engine {self.cfg.engine} runs eagerly)")
         if self.cfg.augment.on == "device" and self.cfg.engine != "torch":
             raise UserError(f"augment.on: device needs engine torch (engine {self.cfg.engine} augments on the host)")
@@ -123,7 +123,7 @@ class Classification(Objective):
         if t.freeze_batchnorm:
             clf.freeze_batchnorm(True)
         clf.set_training_precision(t.precision)
-        if t.compile != "off":
+        if t.compile != "eager":
             clf.set_compile(training=t.compile)
         if resumed:
             checkpoint.load_training_state(clf)
