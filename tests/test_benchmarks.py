@@ -67,6 +67,7 @@ def test_bench_extract_and_train_report_ratios(tmp_path):
     train = json.loads((tmp_path / "t.json").read_text())
     (r,) = train["results"]
     assert r["optimizer"] == "adam" and r["batch_size"] == 32  # the committed paper config's settings
+    assert r["compile"] == "eager"
     assert r["step_img_s"] > 0 and r["pipeline_img_s"] > 0
     # both sections in one file, neither overwriting the other
     assert "| torch |" in section(md, "extract") and "| torch | bninception |" in section(md, "train")
@@ -140,3 +141,14 @@ def test_bench_onnx_compares_the_runtimes_in_one_run(tmp_path, built_index):
     report = json.loads(out.read_text())
     assert report["cold"] and report["warm"] and report["serve"] and len(report["quality"]) == 1
     assert "ONNX Runtime" in section(md, "onnx")
+
+
+def test_check_cuda_feeding_rehearses_its_checks_on_the_cpu(tmp_path):
+    """The GPU check's feeding step (lent batches, the device tally) runs its checks on the CPU too: the script
+    the GPU machine runs has been run before it gets there."""
+    out = tmp_path / "feeding.json"
+    run_script("check_cuda_feeding.py", "--device", "cpu", "--work", tmp_path / "work", "--out", out)
+    report = json.loads(out.read_text())
+    assert report["ok"] and report["lent_batches_equal"] and report["tally_equal"]
+    assert report["slots_pinned"] is None  # page-locking needs CUDA
+    assert report["tally_sums"][2] == 80  # five batches of 16
